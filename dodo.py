@@ -1,0 +1,21 @@
+"""doit entry point: load the project once and hand doit the tasks that dock32 plans. All logic is in src/dock32."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "src"))
+
+from dock32.errors import Dock32Error  # noqa: E402
+from dock32.tasks import doit_config, fail, load_project, doit_tasks  # noqa: E402
+
+try:
+    _project = load_project(Path(__file__).parent)
+except Dock32Error as exc:
+    fail(exc)
+
+DOIT_CONFIG = doit_config(_project[2])
+
+
+def task_dock32():  # type: ignore[no-untyped-def]
+    """dock32's tasks, each under its own basename (toolchain, fetch, source, compile, manifest, build, doctor)."""
+    yield from doit_tasks(*_project)

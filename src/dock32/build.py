@@ -1,0 +1,218 @@
+"""The work behind each task: fetch, prepare a patched tree, compile a binary, write the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from dock32.config import ArchiveSource, BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
+from dock32.errors import BuildError
+from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
+from dock32.layout import Layout
+from dock32.patches import apply_series, read_series
+from dock32.run import capture, run
+from dock32.settings import Settings
+from dock32.toolchain import ResolvedToolchain, resolve
+
+STAMP = ".dock32-prepared"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def provision_toolchain(config: BuildConfig, toolchains: Toolchains, settings: Settings, layout: Layout) -> None:
+    _write_atomically(layout.toolchain_record, resolve(config, toolchains, settings).to_json())
+
+
+def fetch_source(component: Component, settings: Settings, layout: Layout) -> None:
+    if isinstance(component.source, GoModuleSource):
+        go = ResolvedToolchain.from_file(layout.toolchain_record).go
+        fetched = fetch_module(component.name, component.source, Path(go), settings)
+    else:
+        fetched = fetch_archive(component.name, component.source, settings)
+    _write_atomically(layout.source_record(component.name), json.dumps(fetched.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def prepare_source(component: Component, layout: Layout) -> None:
+    """Copy the pristine tree and apply the patch series; the tree appears under its name only when complete."""
+    fetched = FetchedSource(**json.loads(layout.source_record(component.name).read_text(encoding="utf-8")))
+    destination = layout.source_tree(component.name)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=component.name + ".", suffix=".partial", dir=destination.parent))
+    try:
+        tree = staging / "tree"
+        shutil.copytree(fetched.tree, tree, symlinks=True)
+        for path in [tree, *tree.rglob("*")]:
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)
+        source = component.source
+        if isinstance(source, GoModuleSource) and source.modfile and not (tree / "go.mod").exists():
+            # -modfile still needs a go.mod to mark the module root; upstream's
+            # hack/with-go-mod.sh writes the same stub.
+            (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
+        applied = apply_series(read_series(layout.patch_dir(component.name)), tree, component.version)
+        stamp = {
+            "source": fetched.hash,
+            "patches": [{"name": p.path.name, "sha256": hashlib.sha256(p.path.read_bytes()).hexdigest()} for p in applied],
+        }
+        (tree / STAMP).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if destination.exists():
+            shutil.rmtree(destination)
+        tree.rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def ldflag_values(config: BuildConfig, component: Component) -> dict[str, str]:
+    return {
+        "version": component.version,
+        "commit": component.commit,
+        "build_time": config.release.date.strftime("%Y-%m-%dT%H:%M:%S.000000000+00:00"),
+    }
+
+
+def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedToolchain, settings: Settings) -> dict[str, str]:
+    env = {
+        **go_module_env(settings),
+        "GOOS": "linux",
+        "GOARCH": config.host_arch.names.go,
+        "GO386": config.go386,
+        "CGO_ENABLED": "1" if component.cgo else "0",
+        "SOURCE_DATE_EPOCH": str(config.release.epoch),
+    }
+    if component.cgo:
+        env.update(toolchain.c_env)
+    return env
+
+
+def go_build_argv(config: BuildConfig, component: Component, binary: GoBinary, go: str, output: Path) -> list[str]:
+    values = ldflag_values(config, component)
+    ldflags = " ".join(flag.format(**values) for flag in binary.ldflags)
+    argv = [go, "build"]
+    source = component.source
+    if isinstance(source, GoModuleSource) and source.modfile:
+        argv.append(f"-modfile={source.modfile}")
+    argv += ["-trimpath", "-buildvcs=false", "-o", str(output)]
+    if binary.tags:
+        argv.append("-tags=" + ",".join(binary.tags))
+    if ldflags:
+        argv.append("-ldflags=" + ldflags)
+    argv.append(binary.package)
+    return argv
+
+
+def compile_binary(config: BuildConfig, component: Component, binary: GoBinary | CMakeBinary, settings: Settings, layout: Layout) -> None:
+    toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
+    tree = layout.source_tree(component.name)
+    final = layout.binary(binary.name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = final.with_name(final.name + ".partial")
+    partial.unlink(missing_ok=True)
+    log = layout.log(f"compile-{binary.name}")
+    log.unlink(missing_ok=True)
+    try:
+        if isinstance(binary, GoBinary):
+            env = go_build_env(config, component, toolchain, settings)
+            run(go_build_argv(config, component, binary, toolchain.go, partial), env=env, cwd=tree, log=log, what=f"compile {binary.name}")
+        else:
+            _cmake_build(config, component, binary, toolchain, tree, partial, layout, log)
+        partial.replace(final)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _cmake_build(
+    config: BuildConfig, component: Component, binary: CMakeBinary, toolchain: ResolvedToolchain, tree: Path, output: Path, layout: Layout, log: Path
+) -> None:
+    if toolchain.cc is None:
+        raise BuildError(f"compile {binary.name}: no C compiler was resolved", hint="run `dock32 doctor`")
+    work = layout.cmake_dir(component.name)
+    shutil.rmtree(work, ignore_errors=True)
+    # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
+    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", toolchain.c_env.get("CGO_CFLAGS", "")]).strip()
+    env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
+    run(
+        ["cmake", "-S", tree, "-B", work, f"-DCMAKE_C_COMPILER={toolchain.cc}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_C_FLAGS={cflags}", *binary.args],
+        env=env,
+        log=log,
+        what=f"configure {binary.name}",
+    )
+    run(["cmake", "--build", work, "--target", binary.target], env=env, log=log, what=f"compile {binary.name}")
+    shutil.copyfile(work / binary.output, output)
+    output.chmod(0o755)
+
+
+def _go_version_m(go: str, binary: Path) -> dict[str, object]:
+    """`go version -m`: the Go version, module and dependency versions and build settings stamped in a binary."""
+    result = capture([go, "version", "-m", binary], env={"GOTOOLCHAIN": "local"})
+    if result.returncode != 0:
+        return {}
+    lines = result.stdout.splitlines()
+    info: dict[str, object] = {"go": lines[0].split(": ", 1)[-1].strip(), "deps": [], "settings": {}}
+    for line in lines[1:]:
+        fields = line.strip().split("\t")
+        if fields[0] in ("path", "mod") and len(fields) >= 2:
+            info[fields[0]] = " ".join(fields[1:3])
+        elif fields[0] == "dep" and len(fields) >= 3:
+            info["deps"].append(" ".join(fields[1:3]))  # type: ignore[attr-defined]
+        elif fields[0] == "build" and len(fields) >= 2 and "=" in fields[1]:
+            key, value = fields[1].split("=", 1)
+            info["settings"][key] = value  # type: ignore[index]
+    return info
+
+
+def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> None:
+    toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
+    components = {}
+    binaries = {}
+    for component in config.components:
+        record = json.loads(layout.source_record(component.name).read_text(encoding="utf-8"))
+        stamp = json.loads((layout.source_tree(component.name) / STAMP).read_text(encoding="utf-8"))
+        source = component.source
+        components[component.name] = {
+            "version": component.version,
+            "commit": component.commit,
+            "source": source.ref if isinstance(source, GoModuleSource) else list(source.urls),
+            "source_hash": record["hash"],
+            "patches": stamp["patches"],
+        }
+        for binary in component.binaries:
+            path = layout.binary(binary.name)
+            entry: dict[str, object] = {
+                "path": str(path.relative_to(layout.target_dir)),
+                "component": component.name,
+                "version": component.version,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "size": path.stat().st_size,
+            }
+            if isinstance(binary, GoBinary):
+                entry["go_version_m"] = _go_version_m(toolchain.go, path)
+            else:
+                entry["cc"] = toolchain.cc_version
+            binaries[binary.name] = entry
+    manifest = {
+        "release": config.release.version,
+        "source_date_epoch": config.release.epoch,
+        "target": config.target,
+        "strategy": config.strategy,
+        "arch": config.host_arch.names.debian,
+        "go386": config.go386,
+        "toolchain": {
+            "go": toolchain.go_version,
+            "go_pinned": toolchain.go_pinned,
+            "go_source": toolchain.go_source,
+            "cc": toolchain.cc_version,
+        },
+        "components": components,
+        "binaries": binaries,
+    }
+    _write_atomically(layout.manifest, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

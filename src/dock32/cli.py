@@ -1,0 +1,82 @@
+"""The `dock32` command: the same doit tasks as dodo.py, runnable from any directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import TaskLoader2
+from doit.doit_cmd import DoitMain
+
+from dock32.config import BuildConfig, Toolchains
+from dock32.errors import ConfigError, Dock32Error
+from dock32.settings import Settings
+from dock32.tasks import ErrorKind, doit_config, fail, load_project, doit_tasks
+
+COMMANDS = {
+    "build": ["run", "build"],
+    "doctor": ["run", "doctor"],
+    "list": ["list"],
+    "clean": ["clean"],
+}
+
+
+def find_project(start: Path) -> Path:
+    for folder in [start, *start.parents]:
+        if (folder / "buildcfg.yaml").is_file() and (folder / "toolchains").is_dir():
+            return folder
+    raise ConfigError(f"no buildcfg.yaml in {start} or any folder above it", hint="run dock32 inside a dock32 checkout, or pass --project DIR")
+
+
+class _Loader(TaskLoader2):
+    """Feeds doit the tasks of one already-loaded project (doit's documented custom-loader API)."""
+
+    def __init__(self, config: BuildConfig, toolchains: Toolchains, settings: Settings) -> None:
+        super().__init__()
+        self._project = (config, toolchains, settings)
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return doit_config(self._project[2])
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
+        from doit.loader import generate_tasks
+
+        tasks = []
+        for entry in doit_tasks(*self._project):
+            entry = dict(entry)
+            tasks.extend(generate_tasks(entry.pop("basename"), entry))
+        return tasks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
+    parser.add_argument("command", choices=sorted(COMMANDS), help="build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs")
+    parser.add_argument("doit_args", nargs=argparse.REMAINDER, help="passed on to doit (e.g. a task name, -n 2)")
+    parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
+    parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    if args.debug:
+        os.environ["DOCK32_DEBUG"] = "1"
+    try:
+        project = args.project.resolve() if args.project else find_project(Path.cwd())
+        config, toolchains, settings = load_project(project, offline=True if args.offline else None)
+    except Dock32Error as exc:
+        fail(exc)
+    doit_argv = COMMANDS[args.command] + list(args.doit_args)
+    if args.command == "build" and args.doit_args:
+        doit_argv = ["run", *args.doit_args]
+    code = DoitMain(_Loader(config, toolchains, settings)).run(doit_argv)
+    if code != 0 and ErrorKind.exit_code is not None:
+        return ErrorKind.exit_code
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

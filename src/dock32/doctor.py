@@ -1,0 +1,52 @@
+"""`dock32 doctor`: check the build machine and print the exact command for whatever is missing."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dock32.arch import build_machine_arch
+from dock32.config import load_config, load_toolchains
+from dock32.errors import ToolchainError
+from dock32.settings import Settings
+from dock32.toolchain import c_toolchain_for, check_c, go_version_of, install_command
+
+
+def report(config_path: Path, settings: Settings) -> None:
+    config = load_config(config_path)
+    toolchains = load_toolchains(config_path.parent / "toolchains")
+    build = build_machine_arch()
+    rows: list[tuple[str, bool, str]] = []
+    fixes: list[str] = []
+
+    go = shutil.which("go")
+    version = go_version_of(go) if go else None
+    wanted = f"go{config.go_version}"
+    if version is None:
+        rows.append(("go", False, "not found"))
+        fixes.append("apt-get install -y golang-go   # any Go >= 1.21; dock32 provisions the pinned one")
+    elif version == wanted:
+        rows.append(("go", True, f"{version} (the pinned version)"))
+    else:
+        pin = toolchains.go.get(config.go_version)
+        pinned = pin is not None and f"linux-{build.names.go}" in pin.sums
+        detail = f"{version}; {wanted} will be provisioned through GOPROXY" if pinned else f"{version}; no pin for {wanted} on linux-{build.names.go}: the build falls back to {version}"
+        rows.append(("go", True, detail))
+
+    if any(c.needs_c for c in config.components):
+        chosen = c_toolchain_for(toolchains, build, config.host_arch)
+        libraries = tuple(lib for c in config.components for lib in c.c_libraries)
+        problems = check_c(chosen, libraries)
+        rows.append((f"C for {config.host_arch.names.debian}", not problems, "; ".join(problems) or f"{chosen.cc}, {', '.join(libraries)}"))
+        if problems:
+            fixes.append(install_command(chosen))
+
+    rows.append(("cache", True, str(settings.cache_dir) + (" (offline)" if settings.offline else "")))
+    width = max(len(name) for name, _, _ in rows)
+    for name, ok, detail in rows:
+        print(f"{'ok  ' if ok else 'MISSING'} {name:<{width}}  {detail}")
+    if fixes:
+        print("\nTo install what is missing, run as root:")
+        for fix in fixes:
+            print(f"  {fix}")
+        raise ToolchainError("the build machine is missing tools (see above)", hint="run the commands above, or `make setup`")

@@ -1,0 +1,139 @@
+"""Hand the plan to doit: task dicts for dodo.py and for the `dock32` command, and a reporter with one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
+from doit.tools import config_changed
+
+from dock32 import doctor
+from dock32.config import BuildConfig, Toolchains, load_config, load_toolchains
+from dock32.errors import Dock32Error
+from dock32.plan import PlannedTask, plan_build, remove_folders
+from dock32.settings import Settings, settings_from_env
+
+
+class ErrorKind:
+    """The exit code of the first dock32 error of this run, for the `dock32` command's own exit code."""
+
+    exit_code: int | None = None
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("DOCK32_DEBUG", "") not in ("", "0")
+
+
+def _guarded(action: Callable[[], None]) -> Callable[[], Any]:
+    """Turn a Dock32Error into doit's TaskFailed: one line for the user, the traceback only with DOCK32_DEBUG=1."""
+
+    @functools.wraps(action)
+    def run_action() -> Any:
+        try:
+            action()
+        except Dock32Error as exc:
+            if ErrorKind.exit_code is None:
+                ErrorKind.exit_code = exc.exit_code
+            message = f"{exc}\n{traceback.format_exc()}" if debug_enabled() else str(exc)
+            return TaskFailed(message)
+        return None
+
+    return run_action
+
+
+def to_doit(task: PlannedTask) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "basename": task.basename,
+        "doc": task.doc,
+        "actions": [_guarded(task.action)] if task.action else None,
+        "file_dep": [str(p) for p in task.file_dep],
+        "targets": [str(p) for p in task.targets],
+        "task_dep": list(task.task_dep),
+    }
+    if task.name:
+        entry["name"] = task.name
+    if task.config:
+        entry["uptodate"] = [config_changed(task.config)]
+    if task.targets or task.clean:
+        entry["clean"] = [(remove_folders, [task.clean]), "clean_targets"] if task.clean else True
+    if task.basename == "build":
+        entry["verbosity"] = 2
+    return entry
+
+
+def doctor_task(config_path: Path, settings: Settings) -> dict[str, Any]:
+    return {
+        "basename": "doctor",
+        "doc": "Check this machine for everything the build needs and print the command that installs what is missing",
+        "actions": [_guarded(functools.partial(doctor.report, config_path, settings))],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+
+
+GROUP_DOCS = {
+    "fetch": "Download every component's sources and check them against their pins",
+    "source": "Prepare every component's patched source tree",
+    "compile": "Compile every binary",
+}
+
+
+def doit_tasks(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> Iterator[dict[str, Any]]:
+    planned = plan_build(config, toolchains, settings)
+    for basename in sorted({t.basename for t in planned if t.name}):
+        yield {"basename": basename, "name": None, "doc": GROUP_DOCS.get(basename, "")}
+    for task in planned:
+        yield to_doit(task)
+    yield doctor_task(config.path, settings)
+
+
+class Dock32Reporter(ConsoleReporter):
+    """doit's console reporter, but a failed task prints `error: <task>: <message>` and no traceback."""
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        self.failures.append({"task": task, "exception": fail})
+
+    def complete_run(self) -> None:
+        for result in self.failures:
+            exception = result["exception"]
+            message = exception.message if isinstance(exception, TaskFailed) else exception.get_msg()
+            if not isinstance(exception, TaskFailed) and not debug_enabled():
+                message = message.strip().splitlines()[-1] if message.strip() else repr(exception)
+            sys.stderr.write(f"error: {result['task'].name}: {message.strip()}\n")
+        self.failures = []
+        super().complete_run()
+
+
+def doit_config(settings: Settings) -> dict[str, Any]:
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "default_tasks": ["build"],
+        "dep_file": str(settings.build_dir / ".doit.db"),
+        "backend": "json",
+        "reporter": Dock32Reporter,
+        "verbosity": 1,
+        # `doit clean` clears every build output; the download cache lives elsewhere and stays.
+        "cleanall": True,
+    }
+
+
+def load_project(project_dir: Path, offline: bool | None = None) -> tuple[BuildConfig, Toolchains, Settings]:
+    config = load_config(project_dir / "buildcfg.yaml")
+    toolchains = load_toolchains(project_dir / "toolchains")
+    settings = settings_from_env(project_dir, offline=offline)
+    return config, toolchains, settings
+
+
+def fail(exc: Dock32Error) -> None:
+    """Print a load-time error as one line (traceback only with DOCK32_DEBUG=1) and exit with its code."""
+    if debug_enabled():
+        traceback.print_exc()
+    sys.stderr.write(f"error: {exc}\n")
+    raise SystemExit(exc.exit_code)
