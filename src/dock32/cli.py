@@ -13,10 +13,12 @@ from doit.doit_cmd import DoitMain
 
 from dock32.config import BuildConfig, Toolchains
 from dock32.errors import ConfigError, Dock32Error
+from dock32.hostsetup import setup_host
 from dock32.settings import Settings
 from dock32.tasks import ErrorKind, doit_config, fail, load_project, doit_tasks
 
 COMMANDS = {
+    "setup": [],
     "build": ["run", "build"],
     "doctor": ["run", "doctor"],
     "list": ["list"],
@@ -56,7 +58,7 @@ class _Loader(TaskLoader2):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
-    parser.add_argument("command", choices=sorted(COMMANDS), help="build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs")
+    parser.add_argument("command", choices=sorted(COMMANDS), help="setup: install missing build packages (root); build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs")
     parser.add_argument("doit_args", nargs=argparse.REMAINDER, help="passed on to doit (e.g. a task name, -n 2)")
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
@@ -69,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         config, toolchains, settings = load_project(project, offline=True if args.offline else None)
     except Dock32Error as exc:
         fail(exc)
+    if args.command == "setup":
+        try:
+            setup_host(project)
+        except Dock32Error as exc:
+            fail(exc)
+        return 0
     doit_argv = COMMANDS[args.command] + list(args.doit_args)
     if args.command == "build" and args.doit_args:
         doit_argv = ["run", *args.doit_args]

@@ -27,7 +27,7 @@ def command_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = Non
 def run(
     argv: Sequence[str | Path],
     *,
-    log: Path,
+    log: Path | None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     error: type[Dock32Error] = BuildError,
@@ -35,11 +35,21 @@ def run(
 ) -> None:
     """Run argv, appending its output to log; on failure raise `error` with the command and the log's tail.
 
+    With log=None the output goes to the terminal (for interactive steps like apt-get).
+
     env holds only the variables dock32 sets; they are laid over the caller's
     environment so that GOPROXY, proxies and the like still reach the tools.
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
     line = command_line(argv, env, cwd)
+    if log is None:
+        try:
+            code = subprocess.run([str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False).returncode
+        except FileNotFoundError:
+            raise error(f"{what or argv[0]}: command not found: {argv[0]}") from None
+        if code != 0:
+            raise error(f"{what + ': ' if what else ''}command failed with exit code {code}: {line}")
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {line}\n")
         out.flush()

@@ -1,0 +1,34 @@
+# dock32: `make build` and `make test` do all the set-up a fresh machine needs.
+PYTHON ?= python3
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: setup build test test-all lint bench clean
+
+# Idempotent and quick when everything is there: pip only runs when an import
+# fails or dock32 is installed from another checkout; apt only for what is missing.
+setup:
+	@$(PYTHON) -c "import dock32, doit, requests, tqdm, yaml, debian, pytest, ruff, mypy, sys; \
+	  sys.exit(0 if dock32.__file__.startswith('$(CURDIR)/src/') else 1)" 2>/dev/null \
+	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(PYTHON) -m dock32.cli setup
+
+build: setup
+	$(PYTHON) -m doit build
+
+lint: setup
+	$(PYTHON) -m ruff check src tests dodo.py
+	$(PYTHON) -m mypy
+
+# Unit, integration and the real default build (e2e): what CI runs.
+test: setup lint
+	$(PYTHON) -m pytest -m "not slow" tests
+
+# Everything, including the slow extras (a second cold build for reproducibility).
+test-all: setup lint
+	$(PYTHON) -m pytest tests
+
+bench: setup
+	$(PYTHON) scripts/bench.py
+
+clean:
+	$(PYTHON) -m doit clean

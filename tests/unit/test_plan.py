@@ -1,0 +1,96 @@
+"""The plan: which tasks a config gives, with what inputs, outputs and config slices; nothing is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dock32.arch import Arch
+from dock32.config import load_config, load_toolchains
+from dock32.errors import ConfigError, ToolchainError
+from dock32.plan import plan_build
+from dock32.settings import settings_from_env
+from dock32.tasks import doit_tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def planned(tmp_path: Path):  # type: ignore[no-untyped-def]
+    config = load_config(ROOT / "buildcfg.yaml")
+    settings = settings_from_env(ROOT, env={"DOCK32_CACHE_DIR": str(tmp_path / "cache"), "DOCK32_BUILD_DIR": str(tmp_path / "build")})
+    return config, settings, {t.task_id: t for t in plan_build(config, load_toolchains(ROOT / "toolchains"), settings)}
+
+
+def test_every_binary_has_a_compile_task_writing_build_target_bin(planned) -> None:  # type: ignore[no-untyped-def]
+    config, settings, tasks = planned
+    binaries = {b.name for c in config.components for b in c.binaries}
+    assert {t.split(":", 1)[1] for t in tasks if t.startswith("compile:")} == binaries
+    assert tasks["compile:dockerd"].targets == (settings.build_dir / "native32-i386" / "bin" / "dockerd",)
+    assert set(tasks["manifest"].file_dep) >= {settings.build_dir / "native32-i386" / "bin" / b for b in binaries}
+    assert tasks["build"].task_dep == ("manifest",)
+
+
+def test_compile_depends_on_its_own_component_only(planned) -> None:  # type: ignore[no-untyped-def]
+    _, settings, tasks = planned
+    dockerd = tasks["compile:dockerd"]
+    assert settings.build_dir / "native32-i386" / "src" / "engine" / ".dock32-prepared" in dockerd.file_dep
+    assert not any("runc" in str(p) for p in dockerd.file_dep)
+
+
+def test_source_task_depends_on_every_patch_file(planned) -> None:  # type: ignore[no-untyped-def]
+    _, settings, tasks = planned
+    deps = tasks["source:runc"].file_dep
+    assert ROOT / "patches" / "runc" / "series" in deps
+    assert ROOT / "patches" / "runc" / "0001-use-released-go-selinux.patch" in deps
+    assert settings.build_dir / "sources" / "runc.json" in deps
+
+
+def test_config_slices_are_narrow(planned) -> None:  # type: ignore[no-untyped-def]
+    """A compile task's slice holds its binary and component data, not another component's."""
+    _, _, tasks = planned
+    dockerd = tasks["compile:dockerd"].config
+    assert dockerd["binary"]["package"] == "./cmd/dockerd"
+    assert dockerd["component"]["commit"] == "89c5e8f"
+    assert "runc" not in repr(dockerd)
+    assert tasks["fetch:tini"].config["source"]["tree"].startswith("sha256:")
+
+
+def test_go386_change_touches_compile_slices_only(tmp_path: Path, planned) -> None:  # type: ignore[no-untyped-def]
+    config, settings, tasks = planned
+    softfloat = dataclasses.replace(config, go386="softfloat")
+    other = {t.task_id: t for t in plan_build(softfloat, load_toolchains(ROOT / "toolchains"), settings)}
+    assert other["fetch:engine"].config == tasks["fetch:engine"].config
+    assert other["compile:dockerd"].config != tasks["compile:dockerd"].config
+    assert other["compile:dockerd"].targets[0].parts[-3] == "native32-i386-softfloat"
+
+
+def test_doit_dicts_have_docs_and_uptodate(planned) -> None:  # type: ignore[no-untyped-def]
+    config, settings, _ = planned
+    dicts = list(doit_tasks(config, load_toolchains(ROOT / "toolchains"), settings))
+    assert all(d["doc"] for d in dicts)
+    compile_dockerd = next(d for d in dicts if d["basename"] == "compile" and d.get("name") == "dockerd")
+    assert compile_dockerd["targets"] == [str(settings.build_dir / "native32-i386" / "bin" / "dockerd")]
+    assert len(compile_dockerd["uptodate"]) == 1
+    assert {d["basename"] for d in dicts} >= {"toolchain", "fetch", "source", "compile", "manifest", "build", "doctor"}
+
+
+def test_arch_table() -> None:
+    assert Arch.from_kernel("i686") is Arch.I386 and Arch.from_kernel("x86_64") is Arch.AMD64
+    assert Arch.I386.names.gnu == "i686-linux-gnu" and Arch.I386.names.go == "386"
+    assert Arch.AMD64.can_run(Arch.I386) and not Arch.I386.can_run(Arch.AMD64)
+    with pytest.raises(ToolchainError, match="unsupported build machine architecture 'aarch64'"):
+        Arch.from_kernel("aarch64")
+
+
+def test_settings_from_env(tmp_path: Path) -> None:
+    settings = settings_from_env(tmp_path, env={"XDG_CACHE_HOME": str(tmp_path / "xdg"), "DOCK32_OFFLINE": "1"})
+    assert settings.cache_dir == tmp_path / "xdg" / "dock32"
+    assert settings.build_dir == tmp_path / "build"
+    assert settings.offline
+    with pytest.raises(ConfigError, match="DOCK32_OFFLINE='maybe'"):
+        settings_from_env(tmp_path, env={"DOCK32_OFFLINE": "maybe"})
+    with pytest.raises(ConfigError, match="DOCK32_DEBIAN_MIRROR"):
+        settings_from_env(tmp_path, env={"DOCK32_DEBIAN_MIRROR": "ftp.example"})
