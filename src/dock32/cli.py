@@ -49,21 +49,18 @@ class _Loader(TaskLoader2):
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         from doit.loader import generate_tasks
 
-        tasks = []
-        for entry in doit_tasks(*self._project):
-            entry = dict(entry)
-            tasks.extend(generate_tasks(entry.pop("basename"), entry))
-        return tasks
+        # The same generator dodo.py's task_dock32 yields, handled the same way.
+        return list(generate_tasks("dock32", doit_tasks(*self._project)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
     parser.add_argument("command", choices=sorted(COMMANDS), help="setup: install missing build packages (root); build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs")
-    parser.add_argument("doit_args", nargs=argparse.REMAINDER, help="passed on to doit (e.g. a task name, -n 2)")
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
+    parser.epilog = "Other arguments go to doit: `dock32 build compile:dockerd`, `dock32 list --all`."
+    args, doit_args = parser.parse_known_args(argv)
     if args.debug:
         os.environ["DOCK32_DEBUG"] = "1"
     try:
@@ -77,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         except Dock32Error as exc:
             fail(exc)
         return 0
-    doit_argv = COMMANDS[args.command] + list(args.doit_args)
-    if args.command == "build" and args.doit_args:
-        doit_argv = ["run", *args.doit_args]
+    doit_argv = COMMANDS[args.command] + doit_args
+    if args.command == "build" and doit_args:
+        doit_argv = ["run", *doit_args]
     code = DoitMain(_Loader(config, toolchains, settings)).run(doit_argv)
     if code != 0 and ErrorKind.exit_code is not None:
         return ErrorKind.exit_code

@@ -214,7 +214,7 @@ def _component(name: str, node: Node) -> Component:
         raise binaries_node.error("no binaries listed")
     return Component(
         name=name,
-        version=_matching(fields["version"], re.compile(r"^v?\d+\.\d+\.\d+\S*$"), "1.7.28"),
+        version=_matching(fields["version"], re.compile(r"^v?\d+(\.\d+)+\S*$"), "1.7.28"),
         commit=fields["commit"].string("89c5e8f"),
         source=source,
         binaries=binaries,

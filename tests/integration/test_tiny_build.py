@@ -1,0 +1,226 @@
+"""The whole pipeline on a tiny project: a cgo Go module with a dependency from a file:// GOPROXY, a C program
+from an HTTP mirror, a patch series; built for 386 by the same code path as Docker, then run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dock32.trees import tree_hash_of_archive
+
+from .conftest import Mirror, h1, make_tarball, publish_module, run_dock32, system_go_version
+
+pytestmark = pytest.mark.integration
+
+MAIN_GO = """\
+package main
+
+// #cgo pkg-config: libseccomp
+// #include <seccomp.h>
+import "C"
+
+import (
+\t"fmt"
+
+\t"example.com/dep"
+)
+
+var version = "unset"
+
+func main() {
+\tv := C.seccomp_version()
+\tfmt.Printf("hello %s %s libseccomp %d.%d\\n", version, dep.Greeting(), v.major, v.minor)
+}
+"""
+
+PATCH = """\
+--- a/main.go
++++ b/main.go
+@@ -15,5 +15,5 @@
+
+ func main() {
+ \tv := C.seccomp_version()
+-\tfmt.Printf("hello %s %s libseccomp %d.%d\\n", version, dep.Greeting(), v.major, v.minor)
++\tfmt.Printf("patched %s %s libseccomp %d.%d\\n", version, dep.Greeting(), v.major, v.minor)
+ }
+"""
+
+CMAKE = """\
+cmake_minimum_required(VERSION 3.5)
+project(cinit C)
+add_executable(cinit-static cinit.c)
+set_target_properties(cinit-static PROPERTIES LINK_FLAGS "-static")
+"""
+CINIT = '#include <stdio.h>\nint main(void) { printf("cinit 1.0 %u-bit\\n", (unsigned)(8 * sizeof(void *))); return 0; }\n'
+
+
+def buildcfg(go_version: str, hello_sum: str, cinit_url: str, cinit_tree: str) -> str:
+    return f"""\
+release:
+  version: "1.0.0"
+  date: "2025-11-05T14:19:32Z"
+go:
+  version: "{go_version}"
+components:
+  hello:
+    version: "1.0.0"
+    commit: abc1234
+    source:
+      module: example.com/hello
+      version: v1.0.0
+      sum: "{hello_sum}"
+    cgo: true
+    c_libraries: [libseccomp]
+    binaries:
+      hello:
+        package: .
+        ldflags: ["-X main.version={{version}}", "-extldflags -static"]
+  cinit:
+    version: "1.0"
+    commit: def5678
+    source:
+      urls: ["{cinit_url}"]
+      tree: "{cinit_tree}"
+    binaries:
+      cinit:
+        cmake_target: cinit-static
+"""
+
+
+def is_elf_i386(path: Path) -> bool:
+    header = path.read_bytes()[:20]
+    return header[:4] == b"\x7fELF" and header[4] == 1 and int.from_bytes(header[18:20], "little") == 3  # ELFCLASS32, EM_386
+
+
+def ran_tasks(stdout: str) -> list[str]:
+    """doit prints '.  task' for a task it ran and '-- task' for one that was up to date."""
+    return sorted(line[3:].strip() for line in stdout.splitlines() if line.startswith(".  "))
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, mirror: Mirror, project, shared_go_cache: Path):  # type: ignore[no-untyped-def]
+    proxy = tmp_path / "goproxy"
+    dep = publish_module(
+        proxy, "example.com/dep", "v1.0.0",
+        {"go.mod": "module example.com/dep\n\ngo 1.21\n", "dep.go": 'package dep\n\nfunc Greeting() string { return "dep-says-hi" }\n'},
+    )
+    hello = publish_module(
+        proxy, "example.com/hello", "v1.0.0",
+        {
+            "go.mod": "module example.com/hello\n\ngo 1.21\n\nrequire example.com/dep v1.0.0\n",
+            "go.sum": f"example.com/dep v1.0.0 {dep.sum}\nexample.com/dep v1.0.0/go.mod {dep.mod_sum}\n",
+            "main.go": MAIN_GO,
+        },
+    )
+    archive = make_tarball(mirror.root / "cinit-1.0.tar.gz", "cinit-1.0", {"CMakeLists.txt": CMAKE, "cinit.c": CINIT})
+    go_version = system_go_version().removeprefix("go")
+    root = project(
+        buildcfg(go_version, hello.sum, mirror.url("files/cinit-1.0.tar.gz"), tree_hash_of_archive(archive)),
+        patches={"hello": {"series": "0001-greet.patch\n", "0001-greet.patch": PATCH}},
+    )
+    env = {"GOPROXY": f"file://{proxy}", "GOSUMDB": "off", "GOFLAGS": "", "DOCK32_CACHE_DIR": str(shared_go_cache)}
+    return root, env
+
+
+def test_build_runs_patched_386_binaries_then_noop_then_rebuilds_only_what_changed(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    first = run_dock32(root, "build", env=env)
+    assert first.returncode == 0, first.stderr + first.stdout
+    bin_dir = root / "build" / "native32-i386" / "bin"
+    for name in ("hello", "cinit"):
+        assert is_elf_i386(bin_dir / name), name
+    hello = subprocess.run([bin_dir / "hello"], capture_output=True, text=True, check=True).stdout
+    assert hello.startswith("patched 1.0.0 dep-says-hi libseccomp 2.")
+    assert subprocess.run([bin_dir / "cinit"], capture_output=True, text=True, check=True).stdout == "cinit 1.0 32-bit\n"
+
+    manifest = json.loads((root / "build" / "native32-i386" / "manifest.json").read_text())
+    entry = manifest["binaries"]["hello"]
+    assert entry["sha256"] == hashlib.sha256((bin_dir / "hello").read_bytes()).hexdigest()
+    assert entry["go_version_m"]["settings"]["GOARCH"] == "386"
+    assert entry["go_version_m"]["settings"]["CGO_ENABLED"] == "1"
+    assert "example.com/dep v1.0.0" in entry["go_version_m"]["deps"]
+    assert manifest["components"]["hello"]["patches"][0]["name"] == "0001-greet.patch"
+    assert manifest["source_date_epoch"] == 1762352372
+
+    second = run_dock32(root, "build", env=env)
+    assert second.returncode == 0 and ran_tasks(second.stdout) == []
+
+    patch = root / "patches" / "hello" / "0001-greet.patch"
+    patch.write_text(PATCH.replace('+\tfmt.Printf("patched', '+\tfmt.Printf("repatched'))
+    third = run_dock32(root, "build", env=env)
+    assert third.returncode == 0, third.stderr
+    assert ran_tasks(third.stdout) == ["compile:hello", "manifest", "source:hello"]
+    assert subprocess.run([bin_dir / "hello"], capture_output=True, text=True, check=True).stdout.startswith("repatched 1.0.0")
+
+
+def test_same_inputs_give_byte_identical_binaries_in_another_checkout(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    assert run_dock32(root, "build", env=env).returncode == 0
+    other = tmp_path / "elsewhere" / "checkout"
+    shutil.copytree(root, other, ignore=shutil.ignore_patterns("build"))
+    result = run_dock32(other, "build", env=env)
+    assert result.returncode == 0, result.stderr
+    for name in ("hello", "cinit"):
+        assert (root / "build/native32-i386/bin" / name).read_bytes() == (other / "build/native32-i386/bin" / name).read_bytes(), name
+    assert (root / "build/native32-i386/manifest.json").read_text() == (other / "build/native32-i386/manifest.json").read_text()
+
+
+def test_patch_that_does_not_apply_names_patch_file_and_hunk(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    (root / "patches" / "hello" / "0001-greet.patch").write_text(PATCH.replace("v.major, v.minor)\n+", "v.major, v.MINOR)\n+"))
+    result = run_dock32(root, "build", env=env)
+    assert result.returncode == 5
+    assert "error: source:hello: 0001-greet.patch: main.go: hunk #1 (at line 15) does not apply" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / "build" / "native32-i386" / "src" / "hello").exists()
+
+
+def test_compile_failure_shows_command_exit_code_and_log_tail(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    broken = PATCH.replace("+15,5", "+15,6").replace('+\tfmt.Printf("patched', '+\tundefinedThing()\n+\tfmt.Printf("patched')
+    (root / "patches" / "hello" / "0001-greet.patch").write_text(broken)
+    result = run_dock32(root, "build", env=env)
+    assert result.returncode == 6, result.stderr
+    assert "compile hello: command failed with exit code 1:" in result.stderr
+    assert "GOARCH=386" in result.stderr and "go build" in result.stderr
+    assert "undefined: undefinedThing" in result.stderr
+    log = root / "build" / "logs" / "native32-i386" / "compile-hello.log"
+    assert "undefined: undefinedThing" in log.read_text()
+    assert not (root / "build" / "native32-i386" / "bin" / "hello").exists()
+    assert not (root / "build" / "native32-i386" / "bin" / "hello.partial").exists()
+
+
+def test_module_hash_mismatch_builds_nothing(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    config = root / "buildcfg.yaml"
+    text = config.read_text()
+    good = text.split('sum: "', 1)[1].split('"', 1)[0]
+    wrong = h1({"x": b"other"})
+    config.write_text(text.replace(good, wrong))
+    result = run_dock32(root, "build", env=env)
+    assert result.returncode == 3
+    assert f"hash mismatch: expected {wrong}, got {good}; nothing was built from it" in result.stderr
+    assert not (root / "build" / "native32-i386" / "bin" / "hello").exists()
+
+
+def test_bad_config_is_one_line_with_file_line_and_key(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    config = root / "buildcfg.yaml"
+    config.write_text(config.read_text().replace("    cgo: true\n", "    cgo: yes please\n"))
+    result = run_dock32(root, "build", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: buildcfg.yaml:14: components.hello.cgo: expected true or false, got str 'yes please'"
+
+
+def test_offline_rebuild_from_the_cache(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    assert run_dock32(root, "build", env=env).returncode == 0
+    shutil.rmtree(root / "build")
+    offline = run_dock32(root, "build", "--offline", env={**env, "GOPROXY": "http://127.0.0.1:9/unreachable"})
+    assert offline.returncode == 0, offline.stderr
+    assert is_elf_i386(root / "build" / "native32-i386" / "bin" / "hello")
