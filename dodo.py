@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
 from dock32.errors import Dock32Error  # noqa: E402
-from dock32.tasks import doit_config, fail, load_project, doit_tasks  # noqa: E402
+from dock32.tasks import doit_config, doit_tasks, fail, load_project  # noqa: E402
 
 try:
     _project = load_project(Path(__file__).parent)

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dock32.config import ArchiveSource, BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
+from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
 from dock32.layout import Layout

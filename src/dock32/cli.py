@@ -15,7 +15,7 @@ from dock32.config import BuildConfig, Toolchains
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
 from dock32.settings import Settings
-from dock32.tasks import ErrorKind, doit_config, fail, load_project, doit_tasks
+from dock32.tasks import ErrorKind, doit_config, doit_tasks, fail, load_project
 
 COMMANDS = {
     "setup": [],
@@ -33,7 +33,7 @@ def find_project(start: Path) -> Path:
     raise ConfigError(f"no buildcfg.yaml in {start} or any folder above it", hint="run dock32 inside a dock32 checkout, or pass --project DIR")
 
 
-class _Loader(TaskLoader2):
+class _Loader(TaskLoader2):  # type: ignore[misc]
     """Feeds doit the tasks of one already-loaded project (doit's documented custom-loader API)."""
 
     def __init__(self, config: BuildConfig, toolchains: Toolchains, settings: Settings) -> None:
@@ -55,7 +55,11 @@ class _Loader(TaskLoader2):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
-    parser.add_argument("command", choices=sorted(COMMANDS), help="setup: install missing build packages (root); build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs")
+    parser.add_argument(
+        "command",
+        choices=sorted(COMMANDS),
+        help="setup: install missing build packages (root); build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs",
+    )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     doit_argv = COMMANDS[args.command] + doit_args
     if args.command == "build" and doit_args:
         doit_argv = ["run", *doit_args]
-    code = DoitMain(_Loader(config, toolchains, settings)).run(doit_argv)
+    code: int = DoitMain(_Loader(config, toolchains, settings)).run(doit_argv)
     if code != 0 and ErrorKind.exit_code is not None:
         return ErrorKind.exit_code
     return code

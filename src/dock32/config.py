@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dock32.arch import Arch
@@ -188,7 +188,7 @@ def _date(node: Node) -> datetime:
             parsed = datetime.fromisoformat(node.string("2025-11-05T14:19:32Z").replace("Z", "+00:00"))
         except ValueError:
             raise node.error("expected a date like '2025-11-05T14:19:32Z'") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _matching(node: Node, pattern: re.Pattern[str], example: str) -> str:
@@ -251,8 +251,9 @@ def _source(node: Node) -> GoModuleSource | ArchiveSource:
 def _binary(name: str, node: Node, source: GoModuleSource | ArchiveSource) -> Binary:
     if isinstance(source, GoModuleSource):
         fields = node.mapping(allowed=("package", "tags", "ldflags"), required=("package",))
-        ldflags = fields["ldflags"].strings() if "ldflags" in fields else ()
-        for flag_node, flag in zip(fields["ldflags"].sequence() if "ldflags" in fields else [], ldflags):
+        flag_nodes = fields["ldflags"].sequence() if "ldflags" in fields else []
+        ldflags = tuple(flag_node.string("-X main.version={version}") for flag_node in flag_nodes)
+        for flag_node, flag in zip(flag_nodes, ldflags, strict=True):
             for field in re.findall(r"{(\w+)}", flag):
                 if field not in LDFLAG_FIELDS:
                     raise flag_node.error(f"unknown placeholder {{{field}}}", hint=f"use one of {', '.join('{' + f + '}' for f in LDFLAG_FIELDS)}")
@@ -282,7 +283,7 @@ def load_toolchains(directory: Path) -> Toolchains:
         pins[version] = GoToolchainPin(version=version, sums=sums)
     c_root = load_yaml(directory / "c.yaml").mapping(allowed=("c",), required=("c",))
     c_toolchains = []
-    for name, node in c_root["c"].mapping().items():
+    for node in c_root["c"].mapping().values():
         fields = node.mapping(
             allowed=("build", "host", "cc", "cflags", "ldflags", "pkg_config_libdir", "apt", "foreign_arch"),
             required=("build", "host", "cc", "apt"),

@@ -30,7 +30,10 @@ def report(config_path: Path, settings: Settings) -> None:
     else:
         pin = toolchains.go.get(config.go_version)
         pinned = pin is not None and f"linux-{build.names.go}" in pin.sums
-        detail = f"{version}; {wanted} will be provisioned through GOPROXY" if pinned else f"{version}; no pin for {wanted} on linux-{build.names.go}: the build falls back to {version}"
+        if pinned:
+            detail = f"{version}; {wanted} will be provisioned through GOPROXY"
+        else:
+            detail = f"{version}; no pin for {wanted} on linux-{build.names.go}: the build falls back to {version}"
         rows.append(("go", True, detail))
 
     if any(c.needs_c for c in config.components):

@@ -94,8 +94,10 @@ def doit_tasks(config: BuildConfig, toolchains: Toolchains, settings: Settings) 
     yield doctor_task(config.path, settings)
 
 
-class Dock32Reporter(ConsoleReporter):
+class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
     """doit's console reporter, but a failed task prints `error: <task>: <message>` and no traceback."""
+
+    failures: list[dict[str, Any]]
 
     def add_failure(self, task: Any, fail: Any) -> None:
         self.failures.append({"task": task, "exception": fail})

@@ -54,7 +54,10 @@ def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
     if system_go and system_version == wanted:
         return system_go, system_version, "system"
     if not system_go:
-        raise ToolchainError("no `go` command on PATH", hint="install Go (apt-get install golang-go, or `make setup`); dock32 then provisions the pinned version itself")
+        raise ToolchainError(
+            "no `go` command on PATH",
+            hint="install Go (apt-get install golang-go, or `make setup`); dock32 then provisions the pinned version itself",
+        )
     pin = toolchains.go.get(config.go_version)
     platform = f"linux-{build.names.go}"
     problem = None

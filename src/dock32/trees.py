@@ -45,7 +45,7 @@ def checked_members(archive: Path) -> tuple[tarfile.TarFile, list[tuple[str, tar
     names = [_normalised(m.name, archive) for m in members]
     prefix = _strip_prefix(names)
     result = []
-    for member, name in zip(members, names):
+    for member, name in zip(members, names, strict=True):
         if prefix and name + "/" == prefix:
             continue
         rel = name[len(prefix):] if prefix else name

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Side by side, in one run: plain `go build` (and cmake for tini) of the same sources with the same flags,
+against `dock32 build`, both with a cold Go build cache and the same warm module cache; then a no-op rerun.
+
+Targets (issue #2): dock32 / plain <= 1.05, no-op rerun <= 1 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from dock32.build import go_build_argv, go_build_env  # noqa: E402
+from dock32.config import CMakeBinary, GoBinary  # noqa: E402
+from dock32.layout import Layout  # noqa: E402
+from dock32.tasks import load_project  # noqa: E402
+from dock32.toolchain import ResolvedToolchain  # noqa: E402
+
+
+def dock32(*args: str, env: dict[str, str]) -> float:
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "dock32.cli", *args, "--project", str(ROOT)], env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def main() -> int:
+    config, _, settings = load_project(ROOT)
+    print("preparing: a normal `dock32 build` so that sources and modules are in the cache ...", flush=True)
+    dock32("build", env={})
+    layout = Layout(build_dir=settings.build_dir, target=config.target, project_dir=ROOT)
+    toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
+
+    with tempfile.TemporaryDirectory(prefix="dock32-bench.") as scratch_name:
+        scratch = Path(scratch_name)
+        # Plain: the same go build commands, run by hand in the prepared trees, into an empty GOCACHE.
+        raw_out = scratch / "raw"
+        raw_out.mkdir()
+        raw_cache = dataclasses.replace(settings, cache_dir=scratch / "raw-cache")
+        (scratch / "raw-cache" / "go").mkdir(parents=True)
+        (scratch / "raw-cache" / "go" / "mod").symlink_to(settings.gomodcache)
+        start = time.monotonic()
+        for component in config.components:
+            tree = layout.source_tree(component.name)
+            for binary in component.binaries:
+                if isinstance(binary, GoBinary):
+                    argv = go_build_argv(config, component, binary, toolchain.go, raw_out / binary.name)
+                    subprocess.run(argv, cwd=tree, env={**os.environ, **go_build_env(config, component, toolchain, raw_cache)}, check=True)
+                elif isinstance(binary, CMakeBinary):
+                    work = scratch / "cmake"
+                    subprocess.run(["cmake", "-S", tree, "-B", work, f"-DCMAKE_C_COMPILER={toolchain.cc}", "-DCMAKE_BUILD_TYPE=Release", *binary.args],
+                                   check=True, stdout=subprocess.DEVNULL)
+                    subprocess.run(["cmake", "--build", work, "--target", binary.target], check=True, stdout=subprocess.DEVNULL)
+                    shutil.copyfile(work / binary.output, raw_out / binary.name)
+        plain = time.monotonic() - start
+
+        # dock32: a fresh build folder and Go build cache; the module cache and downloaded trees are shared.
+        cache = scratch / "dock32-cache"
+        (cache / "go").mkdir(parents=True)
+        (cache / "go" / "mod").symlink_to(settings.gomodcache)
+        for shared in ("trees", "downloads"):
+            if (settings.cache_dir / shared).exists():
+                (cache / shared).symlink_to(settings.cache_dir / shared)
+        env = {"DOCK32_CACHE_DIR": str(cache), "DOCK32_BUILD_DIR": str(scratch / "build")}
+        cold = dock32("build", env=env)
+        noop = min(dock32("build", env=env) for _ in range(3))
+
+    ratio = cold / plain
+    print()
+    print(f"{'what':<44} {'seconds':>9}")
+    print(f"{'plain go build + cmake (cold GOCACHE)':<44} {plain:9.1f}")
+    print(f"{'dock32 build (cold GOCACHE)':<44} {cold:9.1f}")
+    print(f"{'dock32 / plain':<44} {ratio:9.3f}   target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'}")
+    print(f"{'dock32 build, nothing changed (best of 3)':<44} {noop:9.2f}   target <= 1 s: {'met' if noop <= 1 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
