@@ -135,6 +135,10 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
     return tasks
 
 
-def remove_folders(folders: tuple[Path, ...]) -> None:
+def remove_folders(folders: tuple[Path, ...], dryrun: bool) -> None:
+    """doit clean action for folders a task fills (a patched tree, a cmake build folder)."""
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            print(f"removing folder {folder}")
+            if not dryrun:
+                shutil.rmtree(folder)

@@ -12,6 +12,7 @@ from typing import Any
 
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
+from doit.task import clean_targets
 from doit.tools import config_changed
 
 from dock32 import doctor
@@ -62,7 +63,7 @@ def to_doit(task: PlannedTask) -> dict[str, Any]:
     if task.config:
         entry["uptodate"] = [config_changed(task.config)]
     if task.targets or task.clean:
-        entry["clean"] = [(remove_folders, [task.clean]), "clean_targets"] if task.clean else True
+        entry["clean"] = [clean_targets, (remove_folders, [task.clean])] if task.clean else True
     if task.basename == "build":
         entry["verbosity"] = 2
     return entry

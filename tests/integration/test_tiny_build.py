@@ -224,3 +224,30 @@ def test_offline_rebuild_from_the_cache(tiny) -> None:  # type: ignore[no-untype
     offline = run_dock32(root, "build", "--offline", env={**env, "GOPROXY": "http://127.0.0.1:9/unreachable"})
     assert offline.returncode == 0, offline.stderr
     assert is_elf_i386(root / "build" / "native32-i386" / "bin" / "hello")
+
+
+def test_clean_removes_outputs_but_keeps_the_download_cache(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    assert run_dock32(root, "build", env=env).returncode == 0
+    cleaned = run_dock32(root, "clean", env=env)
+    assert cleaned.returncode == 0, cleaned.stderr
+    target = root / "build" / "native32-i386"
+    assert not (target / "bin" / "hello").exists() and not (target / "src" / "hello").exists()
+    assert not (target / "manifest.json").exists()
+    assert any(Path(env["DOCK32_CACHE_DIR"], "trees").iterdir())
+    rebuilt = run_dock32(root, "build", "--offline", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert is_elf_i386(target / "bin" / "hello")
+
+
+def test_missing_c_compiler_is_named_with_the_install_command(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    c_yaml = root / "toolchains" / "c.yaml"
+    c_yaml.write_text(c_yaml.read_text().replace("cc: i686-linux-gnu-gcc", "cc: i686-linux-gnu-gcc-404"))
+    doctor = run_dock32(root, "doctor", env=env)
+    assert doctor.returncode == 4
+    assert "MISSING C for i386  C compiler i686-linux-gnu-gcc-404 not found" in doctor.stdout
+    assert "apt-get install -y gcc-i686-linux-gnu" in doctor.stdout
+    build = run_dock32(root, "build", env=env)
+    assert build.returncode == 4
+    assert "error: toolchain: C compiler i686-linux-gnu-gcc-404 not found (hint: install them: dpkg --add-architecture i386 && apt-get update" in build.stderr
