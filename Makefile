@@ -1,12 +1,16 @@
 # dock32: `make build` and `make test` do all the set-up a fresh machine needs.
-PYTHON ?= python3
-export PATH := $(HOME)/.local/bin:$(PATH)
+# Python dependencies go into .venv (PEP 668 systems refuse pip into the system Python).
+HOST_PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PYTHON := $(VENV)/bin/python
 
 .PHONY: setup build test test-all lint bench clean
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
 setup:
+	@test -x $(PYTHON) || $(HOST_PYTHON) -m venv $(VENV) \
+	  || { echo "error: cannot create $(VENV) (hint: apt-get install python3-venv)" >&2; exit 1; }
 	@$(PYTHON) -c "import dock32, doit, requests, tqdm, yaml, debian, pytest, ruff, mypy, sys; \
 	  sys.exit(0 if dock32.__file__.startswith('$(CURDIR)/src/') else 1)" 2>/dev/null \
 	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -16,19 +20,19 @@ build: setup
 	$(PYTHON) -m doit build
 
 lint: setup
-	$(PYTHON) -m ruff check src tests dodo.py
+	$(PYTHON) -m ruff check src tests scripts dodo.py
 	$(PYTHON) -m mypy
 
-# Unit, integration and the real default build (e2e): what CI runs.
+# Lint, unit, integration and the real default build (e2e): what CI runs.
 test: setup lint
 	$(PYTHON) -m pytest -m "not slow" tests
 
-# Everything, including the slow extras (a second cold build for reproducibility).
+# Everything, including the slow extras (a second cold build that must be byte-identical).
 test-all: setup lint
 	$(PYTHON) -m pytest tests
 
 bench: setup
 	$(PYTHON) scripts/bench.py
 
-clean:
+clean: setup
 	$(PYTHON) -m doit clean

@@ -131,7 +131,12 @@ def unpack(archive: Path, destination: Path) -> None:
                 with target.open("wb") as out:
                     shutil.copyfileobj(data, out)
                 target.chmod(0o755 if source.mode & 0o111 else 0o644)
-        staging.rename(destination)
-    except BaseException:
+        try:
+            staging.rename(destination)
+        except OSError:
+            # Another build unpacked the same verified tree first: theirs is as good as ours.
+            if not destination.is_dir():
+                raise
+    finally:
+        # After a successful rename there is nothing left here to remove.
         shutil.rmtree(staging, ignore_errors=True)
-        raise
