@@ -306,3 +306,186 @@ def load_toolchains(directory: Path) -> Toolchains:
 
 def _arch(debian_name: str) -> Arch:
     return next(a for a in Arch if a.names.debian == debian_name)
+
+
+# --- packaging --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Distro:
+    """A target distribution: the version suffix and the paths that differ between releases."""
+
+    vendor: str
+    version_id: str
+    codename: str
+    merged_usr: bool  # systemd units live in /usr/lib/systemd/system on merged-/usr releases
+
+    @property
+    def version_suffix(self) -> str:
+        return f"-1~{self.vendor}.{self.version_id}~{self.codename}"
+
+    @property
+    def unitdir(self) -> str:
+        return "/usr/lib/systemd/system" if self.merged_usr else "/lib/systemd/system"
+
+
+DISTROS = {
+    "debian-12": Distro("debian", "12", "bookworm", merged_usr=False),
+    "debian-13": Distro("debian", "13", "trixie", merged_usr=True),
+    "ubuntu-22.04": Distro("ubuntu", "22.04", "jammy", merged_usr=False),
+    "ubuntu-24.04": Distro("ubuntu", "24.04", "noble", merged_usr=True),
+}
+COMPRESSIONS = ("xz", "zstd")
+
+
+@dataclass(frozen=True)
+class Packaging:
+    """The packaging: section of buildcfg.yaml."""
+
+    distro_name: str
+    compression: str
+    maintainer: str
+    gpg_key: str | None
+
+    @property
+    def distro(self) -> Distro:
+        return DISTROS[self.distro_name]
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """One file of a package: from a built binary, a component's tree, packaging/files/, or a built program's output."""
+
+    to: str
+    binary: str | None = None
+    source: tuple[str, str] | None = None  # (component, path in its tree)
+    file: str | None = None  # under packaging/files/
+    run: tuple[str, ...] | None = None  # a built binary and its arguments; stdout is the file
+    mode: int = 0o644
+    conffile: bool = False
+    replace: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    name: str
+    version: str  # template: {component} and {distro_suffix}
+    source: str
+    section: str
+    description: str
+    depends: tuple[str, ...]
+    recommends: tuple[str, ...]
+    conflicts: tuple[str, ...]
+    replaces: tuple[str, ...]
+    provides: tuple[str, ...]
+    enhances: tuple[str, ...]
+    license_from: str
+    scripts: tuple[str, ...]
+    files: tuple[PackageFile, ...]
+
+
+def _packaging(node: Node | None) -> Packaging:
+    if node is None:
+        return Packaging(distro_name="debian-12", compression="xz", maintainer="dock32 <dock32@localhost>", gpg_key=None)
+    fields = node.mapping(allowed=("distro", "compression", "maintainer", "gpg_key"))
+    maintainer = fields["maintainer"].string("Jane Doe <jane@example.org>") if "maintainer" in fields else "dock32 <dock32@localhost>"
+    if not re.match(r"^[^<>]+ <[^<>@\s]+@[^<>\s]+>$", maintainer):
+        raise fields["maintainer"].error(f"expected 'Name <email>', got {maintainer!r}")
+    return Packaging(
+        distro_name=fields["distro"].choice(DISTROS) if "distro" in fields else "debian-12",
+        compression=fields["compression"].choice(COMPRESSIONS) if "compression" in fields else "xz",
+        maintainer=maintainer,
+        gpg_key=fields["gpg_key"].string("0xFINGERPRINT") if "gpg_key" in fields else None,
+    )
+
+
+_PACKAGE_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
+
+
+def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
+    """packaging/packages.yaml, checked against the config: every binary, component and file it names exists."""
+    root = load_yaml(path).mapping(allowed=("packages",), required=("packages",))
+    binaries = {b.name for c in config.components for b in c.binaries}
+    components = {c.name for c in config.components}
+    packages = []
+    packaged: dict[str, str] = {}
+    for name, node in root["packages"].mapping().items():
+        fields = node.mapping(
+            allowed=(
+                "version", "source", "section", "description", "depends", "recommends", "conflicts", "replaces",
+                "provides", "enhances", "license_from", "scripts", "files",
+            ),
+            required=("version", "section", "description", "license_from", "files"),
+        )
+        version = fields["version"].string("5:{engine}{distro_suffix}")
+        for placeholder in re.findall(r"{(\w+)}", version):
+            if placeholder not in components | {"distro_suffix"}:
+                raise fields["version"].error(f"unknown placeholder {{{placeholder}}}", hint=f"use a component name ({', '.join(sorted(components))}) or distro_suffix")
+        license_from = fields["license_from"].choice(sorted(components))
+        scripts = tuple(s.choice(_PACKAGE_SCRIPTS) for s in fields["scripts"].sequence()) if "scripts" in fields else ()
+        files = []
+        for file_node in fields["files"].sequence():
+            entry = file_node.mapping(allowed=("to", "binary", "source", "file", "run", "mode", "conffile", "replace"), required=("to",))
+            kinds = [k for k in ("binary", "source", "file", "run") if k in entry]
+            if len(kinds) != 1:
+                raise file_node.error("each file needs exactly one of binary, source, file or run")
+            binary = entry["binary"].string("dockerd") if "binary" in entry else None
+            run = entry["run"].strings() if "run" in entry else None
+            for needed, where in ((binary, "binary"), (run[0] if run else None, "run")):
+                if needed is not None and needed not in binaries:
+                    raise entry[where].error(f"no binary {needed!r} is built", hint=f"built binaries: {', '.join(sorted(binaries))}")
+            source = None
+            if "source" in entry:
+                component, _, inner = entry["source"].string("engine:contrib/init/systemd/docker.service").partition(":")
+                if component not in components or not inner:
+                    raise entry["source"].error("expected '<component>:<path in its source tree>'", hint=f"components: {', '.join(sorted(components))}")
+                source = (component, inner)
+            if "file" in entry and not (path.parent / "files" / entry["file"].string()).is_file():
+                raise entry["file"].error(f"{path.parent / 'files' / entry['file'].value} does not exist")
+            mode_text = entry["mode"].string("0755") if "mode" in entry else ("0755" if binary else "0644")
+            if not re.fullmatch(r"0?[0-7]{3}", mode_text):
+                raise entry["mode"].error(f"expected an octal mode like '0755', got {mode_text!r}")
+            to = entry["to"].string("/usr/bin/docker")
+            if not to.startswith("/"):
+                raise entry["to"].error("expected an absolute path")
+            if to in packaged:
+                raise entry["to"].error(f"{to} is already in package {packaged[to]}")
+            packaged[to] = name
+            files.append(
+                PackageFile(
+                    to=to,
+                    binary=binary,
+                    source=source,
+                    file=entry["file"].string() if "file" in entry else None,
+                    run=run,
+                    mode=int(mode_text, 8),
+                    conffile=entry["conffile"].boolean() if "conffile" in entry else False,
+                    replace=tuple((k, v.string()) for k, v in entry["replace"].mapping().items()) if "replace" in entry else (),
+                )
+            )
+        for script in scripts:
+            if not (path.parent / "scripts" / name / script).is_file():
+                raise fields["scripts"].error(f"{path.parent / 'scripts' / name / script} does not exist")
+
+        def strings(key: str) -> tuple[str, ...]:
+            return fields[key].strings() if key in fields else ()
+
+        packages.append(
+            DebPackage(
+                name=name,
+                version=version,
+                source=fields["source"].string() if "source" in fields else name,
+                section=fields["section"].string("admin"),
+                description=fields["description"].string("Summary line\nLong text"),
+                depends=strings("depends"),
+                recommends=strings("recommends"),
+                conflicts=strings("conflicts"),
+                replaces=strings("replaces"),
+                provides=strings("provides"),
+                enhances=strings("enhances"),
+                license_from=license_from,
+                scripts=scripts,
+                files=tuple(files),
+            )
+        )
+    return tuple(packages)
