@@ -33,10 +33,10 @@ def dock32(*args: str, env: dict[str, str]) -> float:
 
 
 def main() -> int:
-    config, _, settings = load_project(ROOT)
+    config, _, settings, _ = load_project(ROOT)
     print("preparing: a normal `dock32 build` so that sources and modules are in the cache ...", flush=True)
     dock32("build", env={})
-    layout = Layout(build_dir=settings.build_dir, target=config.target, project_dir=ROOT)
+    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, ROOT)
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
 
     with tempfile.TemporaryDirectory(prefix="dock32-bench.") as scratch_name:

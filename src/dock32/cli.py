@@ -11,7 +11,7 @@ from typing import Any
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 
-from dock32.config import BuildConfig, Toolchains
+from dock32.config import BuildConfig, DebPackage, Toolchains
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
 from dock32.settings import Settings
@@ -36,9 +36,9 @@ def find_project(start: Path) -> Path:
 class _Loader(TaskLoader2):  # type: ignore[misc]
     """Feeds doit the tasks of one already-loaded project (doit's documented custom-loader API)."""
 
-    def __init__(self, config: BuildConfig, toolchains: Toolchains, settings: Settings) -> None:
+    def __init__(self, config: BuildConfig, toolchains: Toolchains, settings: Settings, packages: tuple[DebPackage, ...]) -> None:
         super().__init__()
-        self._project = (config, toolchains, settings)
+        self._project = (config, toolchains, settings, packages)
 
     def setup(self, opt_values: dict[str, Any]) -> None:
         pass
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DOCK32_DEBUG"] = "1"
     try:
         project = args.project.resolve() if args.project else find_project(Path.cwd())
-        config, toolchains, settings = load_project(project, offline=True if args.offline else None)
+        config, toolchains, settings, packages = load_project(project, offline=True if args.offline else None)
     except Dock32Error as exc:
         fail(exc)
     if args.command == "setup":
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     doit_argv = COMMANDS[args.command] + doit_args
     if args.command == "build" and doit_args:
         doit_argv = ["run", *doit_args]
-    code: int = DoitMain(_Loader(config, toolchains, settings)).run(doit_argv)
+    code: int = DoitMain(_Loader(config, toolchains, settings, packages)).run(doit_argv)
     if code != 0 and ErrorKind.exit_code is not None:
         return ErrorKind.exit_code
     return code

@@ -93,6 +93,7 @@ class BuildConfig:
     go386: str
     go_version: str
     components: tuple[Component, ...]
+    packaging: Packaging
 
     @property
     def project_dir(self) -> Path:
@@ -152,7 +153,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 def load_config(path: Path) -> BuildConfig:
     root = load_yaml(path)
-    top = root.mapping(allowed=("release", "strategy", "go386", "go", "components"), required=("release", "go", "components"))
+    top = root.mapping(allowed=("release", "strategy", "go386", "go", "components", "packaging"), required=("release", "go", "components"))
     release_node = top["release"].mapping(allowed=("version", "date"), required=("version", "date"))
     release = Release(
         version=release_node["version"].string("28.5.2"),
@@ -176,6 +177,7 @@ def load_config(path: Path) -> BuildConfig:
         go386=top["go386"].choice(GO386_MODES) if "go386" in top else "sse2",
         go_version=go_version,
         components=components,
+        packaging=_packaging(top.get("packaging")),
     )
 
 
@@ -446,8 +448,8 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             if not re.fullmatch(r"0?[0-7]{3}", mode_text):
                 raise entry["mode"].error(f"expected an octal mode like '0755', got {mode_text!r}")
             to = entry["to"].string("/usr/bin/docker")
-            if not to.startswith("/"):
-                raise entry["to"].error("expected an absolute path")
+            if not to.startswith(("/", "{unitdir}/")):
+                raise entry["to"].error("expected an absolute path (or {unitdir}/NAME for a systemd unit)")
             if to in packaged:
                 raise entry["to"].error(f"{to} is already in package {packaged[to]}")
             packaged[to] = name

@@ -11,6 +11,15 @@ class Layout:
     build_dir: Path  # build/
     target: str  # e.g. native32-i386
     project_dir: Path
+    dist_root: Path  # dist/
+
+    @classmethod
+    def of(cls, build_dir: Path, dist_root: Path, target: str, project_dir: Path) -> Layout:
+        return cls(build_dir=build_dir, target=target, project_dir=project_dir, dist_root=dist_root)
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.dist_root / self.target
 
     @property
     def target_dir(self) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from dock32 import build
-from dock32.config import BuildConfig, Component, GoModuleSource, Toolchains
+from dock32 import debs as debs_module
+from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Toolchains
 from dock32.layout import Layout
 from dock32.settings import Settings
 
@@ -50,8 +51,9 @@ def _as_data(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> list[PlannedTask]:
-    layout = Layout(build_dir=settings.build_dir, target=config.target, project_dir=config.project_dir)
+def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings, packages: tuple[DebPackage, ...] = ()) -> list[PlannedTask]:
+    """The whole chain: toolchain, fetch, source, compile, manifest and, when packages are defined, package and repository."""
+    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
     tasks = [
         PlannedTask(
             basename="toolchain",
@@ -77,13 +79,68 @@ def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings) 
             config={"release": _as_data(config.release), "target": config.target},
         )
     )
+    if packages:
+        tasks += _package_tasks(config, packages, layout)
     tasks.append(
         PlannedTask(
             basename="build",
             name=None,
-            doc="Build every binary of the release for 32-bit x86, with its manifest",
+            doc="Build every binary of the release for 32-bit x86, its .debs and apt repository",
             action=None,
-            task_dep=("manifest",),
+            task_dep=("repository",) if packages else ("manifest",),
+        )
+    )
+    return tasks
+
+
+def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], layout: Layout) -> list[PlannedTask]:
+    packaging = config.packaging
+    arch = config.host_arch.names.debian
+    tasks = []
+    debs = []
+    for package in packages:
+        deb = layout.dist_dir / debs_module.deb_filename(package, debs_module.package_version(package, config, packaging), arch)
+        debs.append(deb)
+        binaries = [f.binary or f.run[0] for f in package.files if f.binary or f.run]  # type: ignore[index]
+        components = {f.source[0] for f in package.files if f.source} | {package.license_from}
+        if "docker-init" in binaries:
+            components.add("tini")  # its licence text goes into the copyright file
+        packaging_dir = layout.project_dir / "packaging"
+        inputs = [packaging_dir / "scripts" / package.name / s for s in package.scripts]
+        inputs += [packaging_dir / "files" / f.file for f in package.files if f.file]
+        overrides = packaging_dir / "lintian" / package.name
+        if overrides.is_file():
+            inputs.append(overrides)
+        tasks.append(
+            PlannedTask(
+                basename="package",
+                name=package.name,
+                doc=f"Pack {package.name} as an {arch} .deb with dpkg-deb",
+                action=functools.partial(debs_module.build_deb, package, config, packaging, layout),
+                file_dep=(
+                    *(layout.binary(b) for b in sorted(set(binaries))),
+                    *(layout.prepared_stamp(c) for c in sorted(components)),
+                    *inputs,
+                ),
+                targets=(deb,),
+                config={
+                    "package": _as_data(package),
+                    "packaging": _as_data(packaging),
+                    "versions": {c.name: c.version for c in config.components},
+                    "release_date": config.release.epoch,
+                },
+            )
+        )
+    index_files = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")
+    tasks.append(
+        PlannedTask(
+            basename="repository",
+            name=None,
+            doc="Write the apt repository index, SHA256SUMS and manifest into dist/<target>/",
+            action=functools.partial(debs_module.write_repository, packages, config, packaging, layout),
+            file_dep=(*debs, layout.manifest),
+            targets=tuple(layout.dist_dir / name for name in index_files),
+            config={"packaging": _as_data(packaging), "release": _as_data(config.release)},
         )
     )
     return tasks

@@ -15,6 +15,7 @@ class Settings:
     project_dir: Path
     cache_dir: Path  # shared by every workspace on the machine
     build_dir: Path
+    dist_dir: Path
     offline: bool
     debian_mirror: str | None  # None: read from apt's sources at fetch time
 
@@ -52,6 +53,7 @@ def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offl
     xdg = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     cache = Path(env["DOCK32_CACHE_DIR"]) if env.get("DOCK32_CACHE_DIR") else xdg / "dock32"
     build = Path(env["DOCK32_BUILD_DIR"]) if env.get("DOCK32_BUILD_DIR") else project_dir / "build"
+    dist = Path(env["DOCK32_DIST_DIR"]) if env.get("DOCK32_DIST_DIR") else project_dir / "dist"
     mirror = env.get("DOCK32_DEBIAN_MIRROR") or None
     if mirror and not re.match(r"^(https?|file)://", mirror):
         raise ConfigError(f"environment: DOCK32_DEBIAN_MIRROR={mirror!r}: expected an http(s):// or file:// URL")
@@ -59,6 +61,7 @@ def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offl
         project_dir=project_dir.resolve(),
         cache_dir=cache.resolve(),
         build_dir=build.resolve(),
+        dist_dir=dist.resolve(),
         offline=offline if offline is not None else _truthy("DOCK32_OFFLINE", env.get("DOCK32_OFFLINE", "")),
         debian_mirror=mirror.rstrip("/") if mirror else None,
     )

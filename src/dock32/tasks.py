@@ -16,7 +16,7 @@ from doit.task import clean_targets
 from doit.tools import config_changed
 
 from dock32 import doctor
-from dock32.config import BuildConfig, Toolchains, load_config, load_toolchains
+from dock32.config import BuildConfig, DebPackage, Toolchains, load_config, load_packages, load_toolchains
 from dock32.errors import Dock32Error
 from dock32.plan import PlannedTask, plan_build, remove_folders
 from dock32.settings import Settings, settings_from_env
@@ -83,11 +83,12 @@ GROUP_DOCS = {
     "fetch": "Download every component's sources and check them against their pins",
     "source": "Prepare every component's patched source tree",
     "compile": "Compile every binary",
+    "package": "Pack every .deb",
 }
 
 
-def doit_tasks(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> Iterator[dict[str, Any]]:
-    planned = plan_build(config, toolchains, settings)
+def doit_tasks(config: BuildConfig, toolchains: Toolchains, settings: Settings, packages: tuple[DebPackage, ...] = ()) -> Iterator[dict[str, Any]]:
+    planned = plan_build(config, toolchains, settings, packages)
     for basename in sorted({t.basename for t in planned if t.name}):
         yield {"basename": basename, "name": None, "doc": GROUP_DOCS.get(basename, "")}
     for task in planned:
@@ -122,16 +123,22 @@ def doit_config(settings: Settings) -> dict[str, Any]:
         "backend": "json",
         "reporter": Dock32Reporter,
         "verbosity": 1,
+        # Independent tasks (two Go builds, two packages) run side by side; threads, since the work is in subprocesses.
+        "num_process": min(2, os.cpu_count() or 1),
+        "par_type": "thread",
         # `doit clean` clears every build output; the download cache lives elsewhere and stays.
         "cleanall": True,
     }
 
 
-def load_project(project_dir: Path, offline: bool | None = None) -> tuple[BuildConfig, Toolchains, Settings]:
+def load_project(project_dir: Path, offline: bool | None = None) -> tuple[BuildConfig, Toolchains, Settings, tuple[DebPackage, ...]]:
+    """Everything the tasks need, loaded once. A project without packaging/packages.yaml builds binaries only."""
     config = load_config(project_dir / "buildcfg.yaml")
     toolchains = load_toolchains(project_dir / "toolchains")
     settings = settings_from_env(project_dir, offline=offline)
-    return config, toolchains, settings
+    packages_file = project_dir / "packaging" / "packages.yaml"
+    packages = load_packages(packages_file, config) if packages_file.is_file() else ()
+    return config, toolchains, settings, packages
 
 
 def fail(exc: Dock32Error) -> None:
