@@ -140,6 +140,7 @@ class CToolchain:
 class Toolchains:
     go: dict[str, GoToolchainPin]
     c: tuple[CToolchain, ...]
+    host_packages: tuple[str, ...]  # toolchains/host.yaml: Debian packages every build machine needs
 
     def c_for(self, build: Arch, host: Arch) -> CToolchain | None:
         return next((t for t in self.c if t.build is build and t.host is host), None)
@@ -303,7 +304,8 @@ def load_toolchains(directory: Path) -> Toolchains:
                 foreign_arch=fields["foreign_arch"].string("i386") if "foreign_arch" in fields else None,
             )
         )
-    return Toolchains(go=pins, c=tuple(c_toolchains))
+    host = load_yaml(directory / "host.yaml").mapping(allowed=("apt",), required=("apt",))
+    return Toolchains(go=pins, c=tuple(c_toolchains), host_packages=host["apt"].strings())
 
 
 def _arch(debian_name: str) -> Arch:
@@ -338,6 +340,7 @@ DISTROS = {
     "ubuntu-24.04": Distro("ubuntu", "24.04", "noble", merged_usr=True),
 }
 COMPRESSIONS = ("xz", "zstd")
+DEFAULT_MAINTAINER = "dock32 builders <dock32@example.org>"
 
 
 @dataclass(frozen=True)
@@ -375,6 +378,7 @@ class DebPackage:
     source: str
     section: str
     description: str
+    pre_depends: tuple[str, ...]
     depends: tuple[str, ...]
     recommends: tuple[str, ...]
     conflicts: tuple[str, ...]
@@ -382,15 +386,16 @@ class DebPackage:
     provides: tuple[str, ...]
     enhances: tuple[str, ...]
     license_from: str
+    copyright: str
     scripts: tuple[str, ...]
     files: tuple[PackageFile, ...]
 
 
 def _packaging(node: Node | None) -> Packaging:
     if node is None:
-        return Packaging(distro_name="debian-12", compression="xz", maintainer="dock32 <dock32@localhost>", gpg_key=None)
+        return Packaging(distro_name="debian-12", compression="xz", maintainer=DEFAULT_MAINTAINER, gpg_key=None)
     fields = node.mapping(allowed=("distro", "compression", "maintainer", "gpg_key"))
-    maintainer = fields["maintainer"].string("Jane Doe <jane@example.org>") if "maintainer" in fields else "dock32 <dock32@localhost>"
+    maintainer = fields["maintainer"].string("Jane Doe <jane@example.org>") if "maintainer" in fields else DEFAULT_MAINTAINER
     if not re.match(r"^[^<>]+ <[^<>@\s]+@[^<>\s]+>$", maintainer):
         raise fields["maintainer"].error(f"expected 'Name <email>', got {maintainer!r}")
     return Packaging(
@@ -414,10 +419,10 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
     for name, node in root["packages"].mapping().items():
         fields = node.mapping(
             allowed=(
-                "version", "source", "section", "description", "depends", "recommends", "conflicts", "replaces",
-                "provides", "enhances", "license_from", "scripts", "files",
+                "version", "source", "section", "description", "pre_depends", "depends", "recommends", "conflicts", "replaces",
+                "provides", "enhances", "license_from", "copyright", "scripts", "files",
             ),
-            required=("version", "section", "description", "license_from", "files"),
+            required=("version", "section", "description", "license_from", "copyright", "files"),
         )
         version = fields["version"].string("5:{engine}{distro_suffix}")
         for placeholder in re.findall(r"{(\w+)}", version):
@@ -479,6 +484,7 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
                 source=fields["source"].string() if "source" in fields else name,
                 section=fields["section"].string("admin"),
                 description=fields["description"].string("Summary line\nLong text"),
+                pre_depends=strings("pre_depends"),
                 depends=strings("depends"),
                 recommends=strings("recommends"),
                 conflicts=strings("conflicts"),
@@ -486,6 +492,7 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
                 provides=strings("provides"),
                 enhances=strings("enhances"),
                 license_from=license_from,
+                copyright=fields["copyright"].string("2013-2025 Docker, Inc."),
                 scripts=scripts,
                 files=tuple(files),
             )

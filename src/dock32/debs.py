@@ -49,6 +49,7 @@ def deb_filename(package: DebPackage, version: str, arch: str) -> str:
 def _relations(package: DebPackage, config: BuildConfig) -> dict[str, str]:
     values = {c.name: c.version.removeprefix("v") for c in config.components}
     fields = {
+        "Pre-Depends": package.pre_depends,
         "Depends": package.depends,
         "Recommends": package.recommends,
         "Conflicts": package.conflicts,
@@ -84,7 +85,7 @@ def _copyright(package: DebPackage, config: BuildConfig, layout: Layout) -> str:
     stanzas = [
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
         f"Upstream-Name: {package.license_from}\nSource: {upstream}\n",
-        f"Files: *\nCopyright: the {package.license_from} authors\nLicense: Apache-2.0\n",
+        f"Files: *\nCopyright: {package.copyright}\nLicense: Apache-2.0\n",
     ]
     # docker-init is tini, under the MIT (Expat) licence: its text goes in whole.
     if any(f.binary == "docker-init" for f in package.files):

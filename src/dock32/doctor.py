@@ -8,6 +8,7 @@ from pathlib import Path
 from dock32.arch import build_machine_arch
 from dock32.config import load_config, load_toolchains
 from dock32.errors import ToolchainError
+from dock32.hostsetup import missing_packages
 from dock32.settings import Settings
 from dock32.toolchain import c_toolchain_for, check_c, go_version_of, install_command
 
@@ -43,6 +44,11 @@ def report(config_path: Path, settings: Settings) -> None:
         rows.append((f"C for {config.host_arch.names.debian}", not problems, "; ".join(problems) or f"{chosen.cc}, {', '.join(libraries)}"))
         if problems:
             fixes.append(install_command(chosen))
+
+    missing = missing_packages(toolchains.host_packages)
+    rows.append(("packaging tools", not missing, f"missing: {' '.join(missing)}" if missing else ", ".join(toolchains.host_packages)))
+    if missing:
+        fixes.append(f"apt-get install -y {' '.join(missing)}")
 
     rows.append(("cache", True, str(settings.cache_dir) + (" (offline)" if settings.offline else "")))
     width = max(len(name) for name, _, _ in rows)

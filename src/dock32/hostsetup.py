@@ -26,7 +26,7 @@ def setup_host(project_dir: Path) -> None:
     config = load_config(project_dir / "buildcfg.yaml")
     toolchains = load_toolchains(project_dir / "toolchains")
     chosen = c_toolchain_for(toolchains, build_machine_arch(), config.host_arch)
-    wanted = chosen.apt_packages + (() if shutil.which("go") else ("golang-go",))
+    wanted = chosen.apt_packages + toolchains.host_packages + (() if shutil.which("go") else ("golang-go",))
     missing = missing_packages(wanted)
     if not missing:
         print("dock32 setup: all build packages are installed")

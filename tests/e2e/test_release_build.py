@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from dock32.config import load_config
+from .conftest import CONFIG, DIST, dock32
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = load_config(ROOT / "buildcfg.yaml")
-BIN = ROOT / "build" / CONFIG.target / "bin"
-
-
-def dock32(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    # Run from outside the checkout: the command must find its project by --project.
-    return subprocess.run(
-        [sys.executable, "-m", "dock32.cli", *args, "--project", str(ROOT)],
-        capture_output=True, text=True, cwd="/", env={**os.environ, **(env or {})}, check=False,
-    )
 
 
 @pytest.fixture(scope="module")
-def built() -> Path:
-    result = dock32("build")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return BIN
+def built(release_build: Path) -> Path:
+    return release_build / "bin"
 
 
 def version_of(binary: Path, *args: str) -> str:
@@ -80,9 +65,12 @@ def test_a_second_build_runs_no_task(built: Path) -> None:
 @pytest.mark.slow
 def test_a_cold_rebuild_elsewhere_is_byte_identical(built: Path, tmp_path: Path) -> None:
     """Same inputs, another build folder and an empty cache: the same bytes."""
-    env = {"DOCK32_BUILD_DIR": str(tmp_path / "build"), "DOCK32_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"DOCK32_BUILD_DIR": str(tmp_path / "build"), "DOCK32_CACHE_DIR": str(tmp_path / "cache"), "DOCK32_DIST_DIR": str(tmp_path / "dist")}
     result = dock32("build", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     other = tmp_path / "build" / CONFIG.target / "bin"
     different = [p.name for p in sorted(built.iterdir()) if p.read_bytes() != (other / p.name).read_bytes()]
     assert different == []
+    ours, theirs = DIST, tmp_path / "dist" / CONFIG.target
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+    assert [p.name for p in sorted(ours.iterdir()) if p.read_bytes() != (theirs / p.name).read_bytes()] == []
