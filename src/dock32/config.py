@@ -474,7 +474,7 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             if not (path.parent / "scripts" / name / script).is_file():
                 raise fields["scripts"].error(f"{path.parent / 'scripts' / name / script} does not exist")
 
-        def strings(key: str) -> tuple[str, ...]:
+        def strings(key: str, fields: dict[str, Node] = fields) -> tuple[str, ...]:
             return fields[key].strings() if key in fields else ()
 
         packages.append(
