@@ -427,7 +427,8 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
         version = fields["version"].string("5:{engine}{distro_suffix}")
         for placeholder in re.findall(r"{(\w+)}", version):
             if placeholder not in components | {"distro_suffix"}:
-                raise fields["version"].error(f"unknown placeholder {{{placeholder}}}", hint=f"use a component name ({', '.join(sorted(components))}) or distro_suffix")
+                names = ", ".join(sorted(components))
+                raise fields["version"].error(f"unknown placeholder {{{placeholder}}}", hint=f"use a component name ({names}) or distro_suffix")
         license_from = fields["license_from"].choice(sorted(components))
         scripts = tuple(s.choice(_PACKAGE_SCRIPTS) for s in fields["scripts"].sequence()) if "scripts" in fields else ()
         files = []
