@@ -203,7 +203,7 @@ def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, la
         env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
         if packaging.compression == "zstd":
             print(f"warning: {ZSTD_WARNING}", file=sys.stderr)
-            run(["dpkg-deb", "--root-owner-group", "-Zzstd", "-z19", "--build", root, partial], env=env, log=log, what=f"pack {package.name}")
+            run(["dpkg-deb", "--root-owner-group", "-Zzstd", "--build", root, partial], env=env, log=log, what=f"pack {package.name}")
         else:
             # dpkg-deb makes the sorted, clamped, root-owned tars; only the compression is ours (see XZ_DATA_FILTERS).
             plain = work / "plain.deb"

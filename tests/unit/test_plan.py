@@ -94,3 +94,26 @@ def test_settings_from_env(tmp_path: Path) -> None:
         settings_from_env(tmp_path, env={"DOCK32_OFFLINE": "maybe"})
     with pytest.raises(ConfigError, match="DOCK32_DEBIAN_MIRROR"):
         settings_from_env(tmp_path, env={"DOCK32_DEBIAN_MIRROR": "ftp.example"})
+
+
+def test_package_tasks_depend_on_their_binaries_and_trees(tmp_path: Path) -> None:
+    from dock32.config import load_packages
+
+    config = load_config(ROOT / "buildcfg.yaml")
+    env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
+    settings = settings_from_env(ROOT, env=env)
+    packages = load_packages(ROOT / "packaging" / "packages.yaml", config)
+    tasks = {t.task_id: t for t in plan_build(config, load_toolchains(ROOT / "toolchains"), settings, packages)}
+    ce = tasks["package:docker-ce"]
+    bin_dir = tmp_path / "b" / "native32-i386" / "bin"
+    assert {bin_dir / "dockerd", bin_dir / "docker-proxy", bin_dir / "docker-init"} <= set(ce.file_dep)
+    assert bin_dir / "docker" not in ce.file_dep
+    assert tmp_path / "b" / "native32-i386" / "src" / "engine" / ".dock32-prepared" in ce.file_dep  # units, init script
+    assert tmp_path / "b" / "native32-i386" / "src" / "tini" / ".dock32-prepared" in ce.file_dep  # tini's licence
+    assert ROOT / "packaging" / "scripts" / "docker-ce" / "postinst" in ce.file_dep
+    assert ce.targets == (tmp_path / "d" / "native32-i386" / "docker-ce_28.5.2-1~debian.12~bookworm_i386.deb",)
+    cli = tasks["package:docker-ce-cli"]
+    assert bin_dir / "docker" in cli.file_dep  # the completions are made by running it
+    repository = tasks["repository"]
+    assert set(repository.file_dep) >= {t.targets[0] for i, t in tasks.items() if i.startswith("package:")}
+    assert tasks["build"].task_dep == ("repository",)
