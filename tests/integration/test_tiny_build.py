@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -246,7 +247,7 @@ def test_missing_c_compiler_is_named_with_the_install_command(tiny) -> None:  # 
     c_yaml.write_text(c_yaml.read_text().replace("cc: i686-linux-gnu-gcc", "cc: i686-linux-gnu-gcc-404"))
     doctor = run_dock32(root, "doctor", env=env)
     assert doctor.returncode == 4
-    assert "MISSING C for i386  C compiler i686-linux-gnu-gcc-404 not found" in doctor.stdout
+    assert re.search(r"^MISSING C for i386 +C compiler i686-linux-gnu-gcc-404 not found", doctor.stdout, re.MULTILINE), doctor.stdout
     assert "apt-get install -y gcc-i686-linux-gnu" in doctor.stdout
     build = run_dock32(root, "build", env=env)
     assert build.returncode == 4
