@@ -191,3 +191,27 @@ def test_apt_installs_into_a_clean_i386_debian_then_purge_leaves_nothing(tmp_pat
         assert left == [], left
         assert not list((root / "etc").glob("rc?.d/*docker")), "update-rc.d links stay after purge"
         assert not (root / "etc" / "containerd").exists()
+
+
+def test_release_is_signed_when_a_key_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from dock32.config import load_packages
+    from dock32.debs import write_repository
+    from dock32.layout import Layout
+
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "dock32 test <test@example.org>", "ed25519", "sign", "1d"],
+                   check=True, capture_output=True)
+    layout = Layout.of(ROOT / "build", tmp_path / "dist", CONFIG.target, ROOT)
+    shutil.copytree(DIST, layout.dist_dir)
+    packaging = dataclasses.replace(CONFIG.packaging, gpg_key="test@example.org")
+    write_repository(load_packages(ROOT / "packaging" / "packages.yaml", CONFIG), CONFIG, packaging, layout)
+    dist = layout.dist_dir
+    subprocess.run(["gpg", "--batch", "--verify", dist / "InRelease"], check=True, capture_output=True)
+    subprocess.run(["gpg", "--batch", "--verify", dist / "Release.gpg", dist / "Release"], check=True, capture_output=True)
+    (dist / "Release").write_text((dist / "Release").read_text().replace("Label: dock32", "Label: forged"))
+    assert subprocess.run(["gpg", "--batch", "--verify", dist / "Release.gpg", dist / "Release"], capture_output=True).returncode != 0
+    assert {"InRelease", "Release.gpg"} <= set((dist / "SHA256SUMS").read_text().split())
