@@ -21,6 +21,7 @@ COMMANDS = {
     "setup": [],
     "build": ["run", "build"],
     "doctor": ["run", "doctor"],
+    "verify": ["run", "verify"],
     "list": ["list"],
     "clean": ["clean"],
 }
@@ -58,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command",
         choices=sorted(COMMANDS),
-        help="setup: install missing build packages (root); build: all binaries; doctor: check this machine; list: show tasks; clean: remove build outputs",
+        help=(
+            "setup: install missing build packages (root); build: all binaries and .debs; verify: install and run them; "
+            "doctor: check this machine; list: show tasks; clean: remove build outputs"
+        ),
     )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")

@@ -15,6 +15,7 @@ from typing import Any
 
 from dock32 import build
 from dock32 import debs as debs_module
+from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Toolchains
 from dock32.layout import Layout
 from dock32.settings import Settings
@@ -80,7 +81,7 @@ def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
         )
     )
     if packages:
-        tasks += _package_tasks(config, packages, layout)
+        tasks += _package_tasks(config, packages, settings, layout)
     tasks.append(
         PlannedTask(
             basename="build",
@@ -93,7 +94,7 @@ def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
     return tasks
 
 
-def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], layout: Layout) -> list[PlannedTask]:
+def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> list[PlannedTask]:
     packaging = config.packaging
     arch = config.host_arch.names.debian
     tasks = []
@@ -131,6 +132,17 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], layout
                 },
             )
         )
+    tasks.append(
+        PlannedTask(
+            basename="verify",
+            name=None,
+            doc="Install the .debs into a clean Debian root, start the daemons from it and run real containers",
+            action=functools.partial(verify_module.verify, config, packages, settings, layout),
+            file_dep=(*debs, layout.dist_dir / "Packages"),
+            targets=(layout.target_dir / "verify.json",),
+            task_dep=("repository",),
+        )
+    )
     index_files = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")
     tasks.append(
         PlannedTask(

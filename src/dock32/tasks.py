@@ -64,7 +64,7 @@ def to_doit(task: PlannedTask) -> dict[str, Any]:
         entry["uptodate"] = [config_changed(task.config)]
     if task.targets or task.clean:
         entry["clean"] = [clean_targets, (remove_folders, [task.clean])] if task.clean else True
-    if task.basename == "build":
+    if task.basename in ("build", "verify"):
         entry["verbosity"] = 2
     return entry
 

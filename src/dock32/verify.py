@@ -1,0 +1,317 @@
+"""`doit verify`: install the .debs into a clean Debian root for the host architecture, start containerd and
+dockerd from it in private namespaces, and run real containers.
+
+The daemons run under `unshare --net --mount`: their network, iptables rules and mounts live in namespaces that
+the kernel tears down when the last process in them exits, so a failing or interrupted run leaves nothing
+behind on the machine, and a Docker already running here is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dock32.arch import Arch, build_machine_arch
+from dock32.config import BuildConfig, DebPackage
+from dock32.errors import VerifyError
+from dock32.layout import Layout
+from dock32.rootfs import chroot_run, ensure_root, overlay
+from dock32.run import run
+from dock32.settings import Settings
+
+DAEMON_START_SECONDS = 90
+I386_IMAGE = "dock32/busybox:i386"
+AMD64_IMAGE = "dock32/busybox:amd64"
+WEB_PAGE = "dock32 web\n"
+
+# Inside the private namespaces: fresh /proc and /sys, the machine's /dev and cgroups, a tmpfs /run, data
+# folders on a real file system (overlay2 cannot stack on the overlay root), then both daemons.
+NAMESPACE_SCRIPT = r"""
+set -e
+root="$1"; data="$2"
+echo $$ > "$data/namespace.pid"
+ip link set lo up
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs tmpfs "$root/run"
+mkdir -p "$data/docker" "$data/containerd" "$root/var/lib/docker" "$root/var/lib/containerd"
+mount --bind "$data/docker" "$root/var/lib/docker"
+mount --bind "$data/containerd" "$root/var/lib/containerd"
+chroot "$root" /usr/bin/containerd --config /etc/containerd/config.toml > "$data/containerd.log" 2>&1 &
+chroot "$root" /usr/bin/dockerd --containerd=/run/containerd/containerd.sock -H unix:///run/docker.sock > "$data/dockerd.log" 2>&1 &
+wait
+"""
+
+
+class Skipped(Exception):
+    """A scenario that cannot run on this machine, with the reason."""
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    name: str
+    status: str  # pass, FAIL, skipped
+    detail: str
+    seconds: float
+
+
+class Sandbox:
+    """The installed root and the daemons running from it; every command goes through here."""
+
+    def __init__(self, root: Path, data: Path, log: Path) -> None:
+        self.root = root
+        self.data = data
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def namespace_pid(self) -> str:
+        return (self.data / "namespace.pid").read_text().strip()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["unshare", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", NAMESPACE_SCRIPT, "sh", self.root, self.data],
+            stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + DAEMON_START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise VerifyError(f"the daemons' namespace exited with code {self.process.returncode}", hint=f"see {self.log} and {self.data}")
+            if (self.data / "namespace.pid").is_file() and self.docker("version", check=False).returncode == 0:
+                return
+            time.sleep(1)
+        raise VerifyError(f"dockerd did not answer within {DAEMON_START_SECONDS} s:\n{self.tail('dockerd.log')}", hint=f"logs in {self.data}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            # dockerd first, so it stops its containers and tells containerd; then everything else.
+            with contextlib.suppress(OSError, ValueError):
+                self.exec(["sh", "-c", "kill -TERM $(cat /run/docker.pid) 2>/dev/null; sleep 3"], check=False)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        path = self.data / name
+        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:]) if path.is_file() else ""
+
+    def exec(self, argv: list[str], check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        """Run argv inside the root, in the daemons' namespaces."""
+        result = subprocess.run(
+            ["nsenter", f"--target={self.namespace_pid}", "--net", "--mount", "chroot", str(self.root), *argv],
+            input=stdin, capture_output=True, check=False, timeout=300,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DOCKER_HOST": "unix:///run/docker.sock", "HOME": "/root", "LC_ALL": "C"},
+        )
+        decoded = subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace"))
+        with self.log.open("a", encoding="utf-8") as out:
+            out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode})\n")
+        if check and decoded.returncode != 0:
+            raise AssertionError(f"`{' '.join(argv)}` exited {decoded.returncode}: {(decoded.stderr or decoded.stdout).strip()[-400:]}")
+        return decoded
+
+    def docker(self, *args: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        return self.exec(["/usr/bin/docker", *args], check=check, stdin=stdin)
+
+
+def busybox_rootfs(busybox: bytes) -> bytes:
+    """A tiny image: a static busybox, the applet links the scenarios use, and a web page."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        def add(name: str, data: bytes | None = None, mode: int = 0o644, link: str | None = None) -> None:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            elif data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+
+        for folder in ("bin", "www", "tmp", "etc", "proc", "sys", "dev"):
+            add(folder)
+        add("bin/busybox", busybox, 0o755)
+        for applet in ("sh", "echo", "cat", "grep", "wget", "httpd", "ps", "sleep", "uname", "true", "unshare"):
+            add(f"bin/{applet}", link="busybox")
+        add("www/index.html", WEB_PAGE.encode())
+    return buffer.getvalue()
+
+
+def amd64_busybox(scratch: Path, log: Path) -> bytes:
+    """busybox-static for amd64, from this machine's own Debian archive (apt-get download)."""
+    if build_machine_arch() is not Arch.AMD64:
+        raise Skipped("this build machine is not amd64, so it has no amd64 busybox at hand")
+    folder = scratch / "amd64"
+    folder.mkdir(exist_ok=True)
+    run(["apt-get", "download", "busybox-static:amd64"], cwd=folder, log=log, what="apt-get download busybox-static", error=VerifyError)
+    (deb,) = folder.glob("busybox-static_*.deb")
+    run(["dpkg-deb", "-x", deb, folder / "x"], log=log, what="unpack busybox-static", error=VerifyError)
+    return (folder / "x" / "bin" / "busybox").read_bytes()
+
+
+def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -> list[tuple[str, Callable[[], str]]]:
+    cli, engine = config.component("cli").version, config.component("engine").version
+
+    def version() -> str:
+        template = "{{.Client.Os}}/{{.Client.Arch}} {{.Client.Version}} {{.Server.Os}}/{{.Server.Arch}} {{.Server.Version}}"
+        out = sandbox.docker("version", "--format", template).stdout.strip()
+        assert out == f"linux/386 {cli} linux/386 {engine}", out
+        return out
+
+    def info() -> str:
+        template = "{{.OSType}} {{.Driver}} cgroup-v{{.CgroupVersion}} {{json .SecurityOptions}} {{.DefaultRuntime}}"
+        out = sandbox.docker("info", "--format", template).stdout.strip()
+        assert out.startswith("linux ") and "seccomp" in out and out.endswith(" runc"), out
+        return out
+
+    def run_i386() -> str:
+        busybox = (sandbox.root / "bin" / "busybox").read_bytes()
+        sandbox.docker("import", "--change", 'CMD ["/bin/sh"]', "-", I386_IMAGE, stdin=busybox_rootfs(busybox))
+        out = sandbox.docker("run", "--rm", I386_IMAGE, "echo", "hello from i386").stdout.strip()
+        assert out == "hello from i386", out
+        return out
+
+    def init() -> str:
+        out = sandbox.docker("run", "--rm", "--init", I386_IMAGE, "cat", "/proc/1/cmdline").stdout.replace("\0", " ").strip()
+        assert "docker-init" in out, out
+        return f"PID 1: {out}"
+
+    def seccomp_i386() -> str:
+        out = sandbox.docker("run", "--rm", I386_IMAGE, "grep", "Seccomp:", "/proc/self/status").stdout.split()
+        assert out == ["Seccomp:", "2"], out
+        return "Seccomp: 2 (filter on)"
+
+    def network_by_name() -> str:
+        sandbox.docker("network", "create", "dock32-net")
+        try:
+            sandbox.docker("run", "-d", "--name", "dock32-web", "--network", "dock32-net", I386_IMAGE, "httpd", "-f", "-p", "80", "-h", "/www")
+            out = _retry(lambda: sandbox.docker("run", "--rm", "--network", "dock32-net", I386_IMAGE, "wget", "-qO-", "http://dock32-web/").stdout)
+            assert out == WEB_PAGE, out
+            return "wget http://dock32-web/ from another container"
+        finally:
+            sandbox.docker("rm", "-f", "dock32-web", check=False)
+            sandbox.docker("network", "rm", "dock32-net", check=False)
+
+    def published_port() -> str:
+        sandbox.docker("run", "-d", "--name", "dock32-pub", "-p", "127.0.0.1:18080:80", I386_IMAGE, "httpd", "-f", "-p", "80", "-h", "/www")
+        try:
+            out = _retry(lambda: sandbox.exec(["/bin/busybox", "wget", "-qO-", "http://127.0.0.1:18080/"]).stdout)
+            assert out == WEB_PAGE, out
+            return "127.0.0.1:18080 answers from the host side"
+        finally:
+            sandbox.docker("rm", "-f", "dock32-pub", check=False)
+
+    def build() -> str:
+        context = sandbox.root / "srv" / "build-context"
+        context.mkdir(parents=True, exist_ok=True)
+        (context / "Dockerfile").write_text(f"FROM {I386_IMAGE}\nRUN echo built-by-buildkit > /built\nCMD [\"cat\", \"/built\"]\n")
+        sandbox.docker("build", "-t", "dock32/built", "/srv/build-context")
+        out = sandbox.docker("run", "--rm", "dock32/built").stdout.strip()
+        assert out == "built-by-buildkit", out
+        return "docker build (BuildKit) FROM the i386 image"
+
+    def amd64_default_seccomp() -> str:
+        sandbox.docker("import", "--platform", "linux/amd64", "-", AMD64_IMAGE, stdin=busybox_rootfs(amd64_busybox(scratch, log)))
+        result = sandbox.docker("run", "--rm", AMD64_IMAGE, "grep", "Seccomp:", "/proc/self/status", check=False)
+        assert result.returncode == 0, f"exit {result.returncode} (159 is SIGSYS: the seccomp filter lacks x86_64)"
+        assert result.stdout.split() == ["Seccomp:", "2"], result.stdout
+        return "amd64 busybox runs under the default profile, filter on"
+
+    return [
+        ("docker version: client and server linux/386", version),
+        ("docker info", info),
+        ("run an i386 image", run_i386),
+        ("--init runs docker-init as PID 1", init),
+        ("i386 container has seccomp on", seccomp_i386),
+        ("bridge network: container reaches container by name", network_by_name),
+        ("published port via docker-proxy", published_port),
+        ("docker build through BuildKit", build),
+        ("amd64 image under the default seccomp profile", amd64_default_seccomp),
+    ]
+
+
+def _retry(action: Callable[[], str], attempts: int = 10) -> str:
+    """A freshly started server may need a moment before it answers."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def installed_root(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scratch: Path, log: Path) -> Iterator[Path]:
+    clean = ensure_root(config.packaging.distro, config.host_arch, settings, log)
+    with overlay(clean, scratch / "overlay", log) as root:
+        shutil.copytree(layout.dist_dir, root / "srv" / "dock32")
+        (root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text("deb [trusted=yes] file:/srv/dock32 ./\n")
+        chroot_run(root, ["apt-get", "update", "-q"], log, "apt-get update")
+        names = [p.name for p in packages]
+        chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names, "busybox-static"], log, "apt-get install")
+        yield root
+
+
+def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> None:
+    log = layout.log("verify")
+    log.unlink(missing_ok=True)
+    results: list[ScenarioResult] = []
+    daemon_logs: dict[str, str] = {}
+    layout.target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="verify.", dir=layout.target_dir) as scratch_name:
+        scratch = Path(scratch_name)
+        data = scratch / "data"
+        data.mkdir()
+        with installed_root(config, packages, settings, layout, scratch, log) as root:
+            sandbox = Sandbox(root, data, log)
+            try:
+                sandbox.start()
+                for name, scenario in scenarios(config, sandbox, scratch, log):
+                    start = time.monotonic()
+                    try:
+                        status, detail = "pass", scenario()
+                    except Skipped as exc:
+                        status, detail = "skipped", str(exc)
+                    except (AssertionError, VerifyError, subprocess.TimeoutExpired) as exc:
+                        status, detail = "FAIL", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    results.append(ScenarioResult(name, status, detail, round(time.monotonic() - start, 1)))
+                    print(f"{status:>7}  {name}: {detail}", flush=True)
+            finally:
+                sandbox.stop()
+                daemon_logs = {name: sandbox.tail(name, 40) for name in ("dockerd.log", "containerd.log")}
+    width = max(len(r.name) for r in results) if results else 0
+    print(f"\n{'scenario':<{width}}  result   seconds")
+    for r in results:
+        print(f"{r.name:<{width}}  {r.status:<7} {r.seconds:7.1f}")
+    report = {"target": config.target, "scenarios": [asdict(r) for r in results], "daemon_logs": daemon_logs}
+    (layout.target_dir / "verify.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    failed = [r.name for r in results if r.status == "FAIL"]
+    if failed:
+        raise VerifyError(
+            f"{len(failed)} of {len(results)} scenarios failed: {', '.join(failed)}",
+            hint=f"details in {layout.target_dir / 'verify.json'} and {log}",
+        )
