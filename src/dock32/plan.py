@@ -33,6 +33,7 @@ class PlannedTask:
     # The slice of config the task's output depends on: a change re-runs it.
     config: dict[str, Any] = field(default_factory=dict)
     clean: tuple[Path, ...] = ()  # folders to remove on `doit clean`, besides the targets
+    always_run: bool = False  # a check, not a product: asking for it runs it
 
     @property
     def task_id(self) -> str:
@@ -141,6 +142,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             file_dep=(*debs, layout.dist_dir / "Packages"),
             targets=(layout.target_dir / "verify.json",),
             task_dep=("repository",),
+            always_run=True,
         )
     )
     index_files = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")

@@ -60,7 +60,9 @@ def to_doit(task: PlannedTask) -> dict[str, Any]:
     }
     if task.name:
         entry["name"] = task.name
-    if task.config:
+    if task.always_run:
+        entry["uptodate"] = [False]
+    elif task.config:
         entry["uptodate"] = [config_changed(task.config)]
     if task.targets or task.clean:
         entry["clean"] = [clean_targets, (remove_folders, [task.clean])] if task.clean else True

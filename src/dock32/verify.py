@@ -153,7 +153,7 @@ def busybox_rootfs(busybox: bytes) -> bytes:
         for folder in ("bin", "www", "tmp", "etc", "proc", "sys", "dev"):
             add(folder)
         add("bin/busybox", busybox, 0o755)
-        for applet in ("sh", "echo", "cat", "grep", "wget", "httpd", "ps", "sleep", "uname", "true", "unshare"):
+        for applet in ("sh", "echo", "cat", "grep", "wget", "httpd", "ps", "sleep", "uname", "true"):
             add(f"bin/{applet}", link="busybox")
         add("www/index.html", WEB_PAGE.encode())
     return buffer.getvalue()
@@ -201,7 +201,13 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
     def seccomp_i386() -> str:
         out = sandbox.docker("run", "--rm", I386_IMAGE, "grep", "Seccomp:", "/proc/self/status").stdout.split()
         assert out == ["Seccomp:", "2"], out
-        return "Seccomp: 2 (filter on)"
+        # The default profile allows personality(2) only with a few values; ADDR_NO_RANDOMIZE is not one.
+        probe = ["/bin/busybox", "linux32", "-R", "/bin/true"]
+        blocked = sandbox.docker("run", "--rm", I386_IMAGE, *probe, check=False)
+        assert blocked.returncode != 0, "personality(ADDR_NO_RANDOMIZE) succeeded under the default profile"
+        allowed = sandbox.docker("run", "--rm", "--security-opt", "seccomp=unconfined", I386_IMAGE, *probe, check=False)
+        assert allowed.returncode == 0, f"the probe fails even unconfined: {allowed.stderr.strip()}"
+        return "Seccomp: 2; personality(ADDR_NO_RANDOMIZE) refused by the filter, allowed unconfined"
 
     def network_by_name() -> str:
         sandbox.docker("network", "create", "dock32-net")
@@ -237,7 +243,9 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         result = sandbox.docker("run", "--rm", AMD64_IMAGE, "grep", "Seccomp:", "/proc/self/status", check=False)
         assert result.returncode == 0, f"exit {result.returncode} (159 is SIGSYS: the seccomp filter lacks x86_64)"
         assert result.stdout.split() == ["Seccomp:", "2"], result.stdout
-        return "amd64 busybox runs under the default profile, filter on"
+        blocked = sandbox.docker("run", "--rm", AMD64_IMAGE, "/bin/busybox", "linux32", "-R", "/bin/true", check=False)
+        assert blocked.returncode != 0, "personality(ADDR_NO_RANDOMIZE) succeeded in the amd64 container"
+        return "amd64 busybox runs under the default profile; its filter still refuses what it should"
 
     return [
         ("docker version: client and server linux/386", version),
