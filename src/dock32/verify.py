@@ -1,9 +1,10 @@
 """`doit verify`: install the .debs into a clean Debian root for the host architecture, start containerd and
 dockerd from it in private namespaces, and run real containers.
 
-The daemons run under `unshare --net --mount`: their network, iptables rules and mounts live in namespaces that
-the kernel tears down when the last process in them exits, so a failing or interrupted run leaves nothing
-behind on the machine, and a Docker already running here is never touched.
+The daemons run under `unshare --pid --net --mount`: their processes, network, iptables rules and mounts live in
+namespaces that the kernel tears down with the namespace's first process (when it dies, the kernel kills every
+other process in it, the containerd shims that daemonize included), so a failing or interrupted run leaves
+nothing behind on the machine, and a Docker already running here is never touched.
 """
 
 from __future__ import annotations
@@ -34,30 +35,49 @@ DAEMON_START_SECONDS = 90
 I386_IMAGE = "dock32/busybox:i386"
 AMD64_IMAGE = "dock32/busybox:amd64"
 WEB_PAGE = "dock32 web\n"
+REGISTRY_CONFIG = """\
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+http:
+  addr: 127.0.0.1:5000
+"""
 
 # Inside the private namespaces: fresh /proc and /sys, the machine's /dev and cgroups, a tmpfs /run, data
 # folders on a real file system (overlay2 cannot stack on the overlay root), then both daemons.
 NAMESPACE_SCRIPT = r"""
 set -e
 root="$1"; data="$2"
-echo $$ > "$data/namespace.pid"
 ip link set lo up
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs tmpfs "$root/run"
+touch "$data/namespace.ready"
 mkdir -p "$data/docker" "$data/containerd" "$root/var/lib/docker" "$root/var/lib/containerd"
 mount --bind "$data/docker" "$root/var/lib/docker"
 mount --bind "$data/containerd" "$root/var/lib/containerd"
 chroot "$root" /usr/bin/containerd --config /etc/containerd/config.toml > "$data/containerd.log" 2>&1 &
 chroot "$root" /usr/bin/dockerd --containerd=/run/containerd/containerd.sock -H unix:///run/docker.sock > "$data/dockerd.log" 2>&1 &
+# Debian's registry, for the push/pull round-trip; its address is private to this network namespace.
+mkdir -p "$root/var/lib/docker-registry"
+chroot "$root" /usr/bin/docker-registry serve /etc/dock32-registry.yml > "$data/registry.log" 2>&1 &
 wait
 """
 
 
 class Skipped(Exception):
     """A scenario that cannot run on this machine, with the reason."""
+
+
+# Scenarios that fail today for a reason found and not yet fixed. They still run: a failure shows as
+# "known-bug" with its reason and does not fail the run; a pass shows as "FIXED?", which does, so that
+# the entry is removed once the bug is gone.
+KNOWN_BUGS = {
+    "docker exec enters the container": "on this 386 build, docker exec runs its command in the daemon's mount namespace, not the container's",
+}
 
 
 @dataclass(frozen=True)
@@ -79,18 +99,23 @@ class Sandbox:
 
     @property
     def namespace_pid(self) -> str:
-        return (self.data / "namespace.pid").read_text().strip()
+        """The host PID of the namespace's first process: unshare's only child."""
+        assert self.process is not None
+        return Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0]
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", NAMESPACE_SCRIPT, "sh", self.root, self.data],
+            [
+                "unshare", "--pid", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
+                "sh", "-c", NAMESPACE_SCRIPT, "sh", self.root, self.data,
+            ],
             stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + DAEMON_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise VerifyError(f"the daemons' namespace exited with code {self.process.returncode}", hint=f"see {self.log} and {self.data}")
-            if (self.data / "namespace.pid").is_file() and self.docker("version", check=False).returncode == 0:
+            if (self.data / "namespace.ready").is_file() and self.docker("version", check=False).returncode == 0:
                 return
             time.sleep(1)
         raise VerifyError(f"dockerd did not answer within {DAEMON_START_SECONDS} s:\n{self.tail('dockerd.log')}", hint=f"logs in {self.data}")
@@ -238,6 +263,49 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         assert out == "built-by-buildkit", out
         return "docker build (BuildKit) FROM the i386 image"
 
+    def registry_round_trip() -> str:
+        remote = "127.0.0.1:5000/dock32/busybox:i386"
+        sandbox.docker("tag", I386_IMAGE, remote)
+        _retry(lambda: sandbox.docker("push", "--quiet", remote).stdout)
+        sandbox.docker("rmi", remote)
+        sandbox.docker("rmi", I386_IMAGE)
+        sandbox.docker("pull", "--quiet", remote)
+        out = sandbox.docker("run", "--rm", remote, "echo", "pulled back").stdout.strip()
+        assert out == "pulled back", out
+        sandbox.docker("tag", remote, I386_IMAGE)
+        return "push to Debian's docker-registry on 127.0.0.1:5000, remove, pull, run"
+
+    def compose() -> str:
+        project = sandbox.root / "srv" / "compose"
+        project.mkdir(parents=True, exist_ok=True)
+        (project / "compose.yaml").write_text(
+            "services:\n"
+            f"  web:\n    image: {I386_IMAGE}\n    pull_policy: never\n    command: [httpd, -f, -p, '80', -h, /www]\n"
+            f"  client:\n    image: {I386_IMAGE}\n    pull_policy: never\n    command: [sleep, '300']\n    depends_on: [web]\n"
+        )
+        compose = ["compose", "--project-directory", "/srv/compose", "--project-name", "dock32"]
+        sandbox.docker(*compose, "up", "--detach")
+        try:
+            running = sandbox.docker(*compose, "ps", "--services", "--status", "running").stdout.split()
+            assert sorted(running) == ["client", "web"], running
+            # `compose run`, not `compose exec`: see the docker exec scenario.
+            out = _retry(lambda: sandbox.docker(*compose, "run", "--rm", "--no-deps", "client", "wget", "-qO-", "http://web/").stdout)
+            assert out == WEB_PAGE, out
+        finally:
+            sandbox.docker(*compose, "down", "--timeout", "1")
+        left = sandbox.docker("ps", "--all", "--quiet", "--filter", "label=com.docker.compose.project=dock32").stdout.split()
+        assert left == [], left
+        return "two services up, one reaches the other by name, down removes both"
+
+    def exec_enters_container() -> str:
+        sandbox.docker("run", "-d", "--name", "dock32-exec", I386_IMAGE, "sleep", "300")
+        try:
+            listing = sandbox.docker("exec", "dock32-exec", "ls", "/www").stdout.split()
+            assert listing == ["index.html"], f"docker exec ran outside the container's file system (ls /www: {listing})"
+            return "docker exec runs inside the container"
+        finally:
+            sandbox.docker("rm", "-f", "dock32-exec", check=False)
+
     def amd64_default_seccomp() -> str:
         sandbox.docker("import", "--platform", "linux/amd64", "-", AMD64_IMAGE, stdin=busybox_rootfs(amd64_busybox(scratch, log)))
         result = sandbox.docker("run", "--rm", AMD64_IMAGE, "grep", "Seccomp:", "/proc/self/status", check=False)
@@ -256,6 +324,9 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         ("bridge network: container reaches container by name", network_by_name),
         ("published port via docker-proxy", published_port),
         ("docker build through BuildKit", build),
+        ("registry round-trip on loopback", registry_round_trip),
+        ("docker compose up and down", compose),
+        ("docker exec enters the container", exec_enters_container),
         ("amd64 image under the default seccomp profile", amd64_default_seccomp),
     ]
 
@@ -280,7 +351,10 @@ def installed_root(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         (root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text("deb [trusted=yes] file:/srv/dock32 ./\n")
         chroot_run(root, ["apt-get", "update", "-q"], log, "apt-get update")
         names = [p.name for p in packages]
-        chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names, "busybox-static"], log, "apt-get install")
+        # busybox-static makes the test images; docker-registry is the registry of the round-trip.
+        chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names, "busybox-static", "docker-registry"], log, "apt-get install")
+        # Debian's own config asks for htpasswd logins; the round-trip needs none.
+        (root / "etc" / "dock32-registry.yml").write_text(REGISTRY_CONFIG, encoding="utf-8")
         yield root
 
 
@@ -306,6 +380,9 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
                         status, detail = "skipped", str(exc)
                     except (AssertionError, VerifyError, subprocess.TimeoutExpired) as exc:
                         status, detail = "FAIL", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    if name in KNOWN_BUGS:
+                        known = ("known-bug", f"{KNOWN_BUGS[name]} ({detail})")
+                        status, detail = known if status == "FAIL" else ("FIXED?", "passes: remove it from KNOWN_BUGS")
                     results.append(ScenarioResult(name, status, detail, round(time.monotonic() - start, 1)))
                     print(f"{status:>7}  {name}: {detail}", flush=True)
             finally:
@@ -317,7 +394,7 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
         print(f"{r.name:<{width}}  {r.status:<7} {r.seconds:7.1f}")
     report = {"target": config.target, "scenarios": [asdict(r) for r in results], "daemon_logs": daemon_logs}
     (layout.target_dir / "verify.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    failed = [r.name for r in results if r.status == "FAIL"]
+    failed = [r.name for r in results if r.status in ("FAIL", "FIXED?")]
     if failed:
         raise VerifyError(
             f"{len(failed)} of {len(results)} scenarios failed: {', '.join(failed)}",

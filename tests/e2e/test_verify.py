@@ -4,7 +4,7 @@ mounted, also when a scenario blows up half-way."""
 from __future__ import annotations
 
 import json
-import subprocess
+import os
 from pathlib import Path
 
 import pytest
@@ -19,10 +19,20 @@ pytestmark = pytest.mark.e2e
 
 
 def leftovers(marker: str) -> list[str]:
-    """Mounts and processes that mention marker (a path only this run uses)."""
-    mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if marker in line]
-    processes = subprocess.run(["pgrep", "-a", "-f", marker], capture_output=True, text=True, check=False).stdout.splitlines()
-    return mounts + processes
+    """Mounts under marker (a path only verify runs use), and processes whose root or command line is there:
+    daemons and registry chrooted into the root, shims, and the containers' own processes."""
+    found = [line for line in Path("/proc/mounts").read_text().splitlines() if marker in line]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            root = os.readlink(proc / "root")
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if root.startswith(marker) or marker in command:
+            found.append(f"{proc.name}: {command or root}")
+    return found
 
 
 def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -> None:
@@ -30,7 +40,8 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     report = json.loads((release_build / "verify.json").read_text())
     statuses = {s["name"]: s["status"] for s in report["scenarios"]}
-    assert statuses and set(statuses.values()) == {"pass"}, statuses
+    expected = {name: "known-bug" if name in verify_module.KNOWN_BUGS else "pass" for name in statuses}
+    assert len(statuses) >= 12 and statuses == expected
     assert "amd64 image under the default seccomp profile" in statuses
     assert leftovers(str(release_build / "verify.")) == []
 
@@ -44,6 +55,9 @@ def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build
         def boom() -> str:
             seen["root"] = str(sandbox.root)
             seen["answered"] = sandbox.docker("version").returncode == 0
+            busybox = (sandbox.root / "bin" / "busybox").read_bytes()
+            sandbox.docker("import", "-", "dock32/crash", stdin=verify_module.busybox_rootfs(busybox))
+            sandbox.docker("run", "-d", "dock32/crash", "/bin/sleep", "300")  # a shim and a container left running
             raise RuntimeError("scenario crashed")
 
         return [("crash", boom)]
@@ -52,5 +66,5 @@ def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build
     with pytest.raises(RuntimeError, match="scenario crashed"):
         verify_module.verify(config, packages, settings, layout)
     assert seen["answered"] is True, "the daemons were up when the scenario crashed"
-    assert leftovers(str(seen["root"])) == []
+    assert leftovers(str(release_build / "verify.")) == []
     assert not Path(str(seen["root"])).exists()
