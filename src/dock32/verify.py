@@ -315,6 +315,26 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         assert blocked.returncode != 0, "personality(ADDR_NO_RANDOMIZE) succeeded in the amd64 container"
         return "amd64 busybox runs under the default profile; its filter still refuses what it should"
 
+    def amd64_only_image() -> str:
+        """An index with one linux/amd64 entry is pulled and run without --platform; a 386 entry still wins."""
+        if build_machine_arch() is not Arch.AMD64:
+            raise Skipped("this kernel does not run x86_64 programs")
+        registry = "127.0.0.1:5000/dock32"
+        sandbox.docker("tag", AMD64_IMAGE, f"{registry}/busybox:amd64")
+        sandbox.docker("push", "--quiet", f"{registry}/busybox:amd64")
+        sandbox.docker("tag", I386_IMAGE, f"{registry}/busybox:i386")
+        sandbox.docker("push", "--quiet", f"{registry}/busybox:i386")
+        sandbox.docker("manifest", "create", "--insecure", f"{registry}/amd64-only:latest", f"{registry}/busybox:amd64")
+        sandbox.docker("manifest", "push", "--insecure", f"{registry}/amd64-only:latest")
+        sandbox.docker("manifest", "create", "--insecure", f"{registry}/both:latest", f"{registry}/busybox:amd64", f"{registry}/busybox:i386")
+        sandbox.docker("manifest", "push", "--insecure", f"{registry}/both:latest")
+        out = sandbox.docker("run", "--rm", f"{registry}/amd64-only:latest", "echo", "amd64 only, pulled").stdout.strip()
+        assert out == "amd64 only, pulled", out
+        sandbox.docker("pull", "--quiet", f"{registry}/both:latest")
+        arch = sandbox.docker("image", "inspect", "--format", "{{.Architecture}}", f"{registry}/both:latest").stdout.strip()
+        assert arch == "386", f"an index with linux/386 gave {arch}"
+        return "amd64-only index pulled and run without --platform; an index with 386 still gives 386"
+
     return [
         ("docker version: client and server linux/386", version),
         ("docker info", info),
@@ -328,6 +348,7 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         ("docker compose up and down", compose),
         ("docker exec enters the container", exec_enters_container),
         ("amd64 image under the default seccomp profile", amd64_default_seccomp),
+        ("amd64-only image pulled without --platform", amd64_only_image),
     ]
 
 
