@@ -135,7 +135,7 @@ def _cmake_build(
 ) -> None:
     if toolchain.cc is None:
         raise BuildError(f"compile {binary.name}: no C compiler was resolved", hint="run `dock32 doctor`")
-    work = layout.cmake_dir(component.name)
+    work = layout.cmake_dir(component.name) / binary.name
     shutil.rmtree(work, ignore_errors=True)
     # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
     cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", toolchain.c_env.get("CGO_CFLAGS", "")]).strip()

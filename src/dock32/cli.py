@@ -29,7 +29,7 @@ COMMANDS = {
 
 def find_project(start: Path) -> Path:
     for folder in [start, *start.parents]:
-        if (folder / "buildcfg.yaml").is_file() and (folder / "toolchains").is_dir():
+        if (folder / "buildcfg.yaml").is_file():
             return folder
     raise ConfigError(f"no buildcfg.yaml in {start} or any folder above it", hint="run dock32 inside a dock32 checkout, or pass --project DIR")
 

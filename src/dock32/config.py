@@ -191,7 +191,7 @@ def _date(node: Node) -> datetime:
             parsed = datetime.fromisoformat(node.string("2025-11-05T14:19:32Z").replace("Z", "+00:00"))
         except ValueError:
             raise node.error("expected a date like '2025-11-05T14:19:32Z'") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _matching(node: Node, pattern: re.Pattern[str], example: str) -> str:
@@ -425,10 +425,14 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             required=("version", "section", "description", "license_from", "copyright", "files"),
         )
         version = fields["version"].string("5:{engine}{distro_suffix}")
-        for placeholder in re.findall(r"{(\w+)}", version):
-            if placeholder not in components | {"distro_suffix"}:
-                names = ", ".join(sorted(components))
-                raise fields["version"].error(f"unknown placeholder {{{placeholder}}}", hint=f"use a component name ({names}) or distro_suffix")
+        for key in ("version", "pre_depends", "depends", "recommends", "conflicts", "replaces", "provides", "enhances"):
+            if key not in fields:
+                continue
+            for text_node in [fields[key]] if key == "version" else fields[key].sequence():
+                for placeholder in re.findall(r"{(\w+)}", text_node.string()):
+                    if placeholder not in components | {"distro_suffix"}:
+                        names = ", ".join(sorted(components))
+                        raise text_node.error(f"unknown placeholder {{{placeholder}}}", hint=f"use a component name ({names}) or distro_suffix")
         license_from = fields["license_from"].choice(sorted(components))
         scripts = tuple(s.choice(_PACKAGE_SCRIPTS) for s in fields["scripts"].sequence()) if "scripts" in fields else ()
         files = []
@@ -451,8 +455,8 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             if "file" in entry and not (path.parent / "files" / entry["file"].string()).is_file():
                 raise entry["file"].error(f"{path.parent / 'files' / entry['file'].value} does not exist")
             mode_text = entry["mode"].string("0755") if "mode" in entry else ("0755" if binary else "0644")
-            if not re.fullmatch(r"0?[0-7]{3}", mode_text):
-                raise entry["mode"].error(f"expected an octal mode like '0755', got {mode_text!r}")
+            if mode_text.lstrip("0") not in ("644", "755"):
+                raise entry["mode"].error(f"expected '0644' or '0755', got {mode_text!r}", hint="Debian policy: files are 0644, programs 0755")
             to = entry["to"].string("/usr/bin/docker")
             if not to.startswith(("/", "{unitdir}/")):
                 raise entry["to"].error("expected an absolute path (or {unitdir}/NAME for a systemd unit)")

@@ -46,8 +46,9 @@ def deb_filename(package: DebPackage, version: str, arch: str) -> str:
     return f"{package.name}_{version.split(':', 1)[-1]}_{arch}.deb"
 
 
-def _relations(package: DebPackage, config: BuildConfig) -> dict[str, str]:
+def _relations(package: DebPackage, config: BuildConfig, packaging: Packaging) -> dict[str, str]:
     values = {c.name: c.version.removeprefix("v") for c in config.components}
+    values["distro_suffix"] = packaging.distro.version_suffix
     fields = {
         "Pre-Depends": package.pre_depends,
         "Depends": package.depends,
@@ -129,10 +130,12 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
             shutil.copyfile(layout.project_dir / "packaging" / "files" / entry.file, destination)
         elif entry.run:
             result = capture([layout.binary(entry.run[0]), *entry.run[1:]], env={"HOME": str(root.parent)})
-            if result.returncode != 0 or not result.stdout:
+            if result.returncode != 0:
                 raise PackageError(f"{package.name}: `{' '.join(entry.run)}` failed with exit code {result.returncode}: {result.stderr.strip()[-300:]}")
+            if not result.stdout:
+                raise PackageError(f"{package.name}: `{' '.join(entry.run)}` printed nothing", hint=f"{entry.to} would be empty")
             destination.write_text(result.stdout, encoding="utf-8")
-        destination.chmod(entry.mode)
+        destination.chmod(entry.mode)  # 0644 or 0755: load_packages allows no other
         if entry.conffile:
             conffiles.append("/" + destination.relative_to(root).as_posix())
 
@@ -162,7 +165,7 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     control["Architecture"] = config.host_arch.names.debian
     control["Maintainer"] = packaging.maintainer
     control["Installed-Size"] = str(installed_size_kib(root))
-    control.update(_relations(package, config))
+    control.update(_relations(package, config, packaging))
     control["Section"] = package.section
     control["Priority"] = "optional"
     control["Homepage"] = "https://www.docker.com"
@@ -214,11 +217,22 @@ def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, la
             run(["xz", "-T1", "-6", "--", members / "control.tar"], log=log, what=f"compress {package.name}", error=PackageError)
             run(["xz", "-T1", *XZ_DATA_FILTERS, "--", members / "data.tar"], log=log, what=f"compress {package.name}", error=PackageError)
             run(["ar", "rcD", partial, "debian-binary", "control.tar.xz", "data.tar.xz"], cwd=members, log=log, what=f"pack {package.name}", error=PackageError)
+        _publish(partial, final)
         for stale in dist.glob(f"{package.name}_*.deb"):
-            stale.unlink()
-        partial.replace(final)
+            if stale != final:
+                stale.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish(built: Path, final: Path) -> None:
+    """Copy to a hidden name beside final (its own file system, so the rename is atomic), then rename."""
+    staged = final.with_name(f".{final.name}.partial")
+    try:
+        shutil.copyfile(built, staged)
+        staged.replace(final)
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _hashes(path: Path) -> dict[str, str]:

@@ -91,7 +91,9 @@ def _download(url: str, destination: Path, label: str) -> None:
                 if response.status_code >= 500:
                     raise _Transient(f"HTTP {response.status_code}")
                 response.raise_for_status()
-                expected = int(response.headers.get("Content-Length", "0")) or None
+                # Content-Length counts the bytes sent; with a Content-Encoding those are not the bytes iter_content yields.
+                encoded = response.headers.get("Content-Encoding", "identity") not in ("", "identity")
+                expected = None if encoded else int(response.headers.get("Content-Length", "0")) or None
                 received = 0
                 with destination.open("wb") as out, tqdm(
                     total=expected, unit="B", unit_scale=True, desc=label, leave=False, disable=not sys.stderr.isatty()
@@ -105,10 +107,14 @@ def _download(url: str, destination: Path, label: str) -> None:
                 return
         except FileNotFoundError:
             raise FetchError(f"{url}: no such file") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.TooManyRedirects, requests.exceptions.ContentDecodingError) as exc:
+            raise FetchError(f"{url}: {exc}") from None
         except (_Transient, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             if attempt == RETRIES:
                 raise FetchError(f"{url}: {exc} (after {RETRIES} tries)") from None
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+        except OSError as exc:  # after the transient ones: requests' errors are OSErrors too
+            raise FetchError(f"{url}: {exc}") from None
     raise AssertionError("unreachable")
 
 

@@ -112,7 +112,7 @@ def load_yaml(path: Path) -> Node:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found", hint="run dock32 from the project directory or pass --config") from None
+        raise ConfigError(f"{path}: file not found", hint="run dock32 inside the project, or pass --project DIR") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:

@@ -73,6 +73,12 @@ def test_minimal_config_loads(tmp_path: Path) -> None:
     assert config.component("hello").binaries[0] == GoBinary(name="hello", package=".", tags=(), ldflags=("-X main.version={version}",))
 
 
+def test_a_release_date_with_an_offset_is_taken_as_utc(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL.replace('"2025-11-05T14:19:32Z"', '"2025-11-05T16:19:32+02:00"')))
+    assert config.release.date.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    assert config.release.epoch == 1762352372
+
+
 def test_unknown_top_level_key_suggests_the_closest(tmp_path: Path) -> None:
     message = error_of(tmp_path, MINIMAL + "stratgy: native32\n")
     assert message.startswith("buildcfg.yaml:18: stratgy: unknown key")

@@ -76,6 +76,8 @@ def test_minimal_package_loads(tmp_path: Path) -> None:
         (("to: /usr/bin/docker", "to: usr/bin/docker"), "files[0].to: expected an absolute path"),
         (("section: admin", "sektion: admin"), "packages.docker-ce-cli.sektion: unknown key"),
         (("{binary: docker, to", "{binary: docker, file: x, to"), "each file needs exactly one of binary, source, file or run"),
+        (("to: /usr/bin/docker}", "to: /usr/bin/docker, mode: '0600'}"), "files[0].mode: expected '0644' or '0755', got '0600'"),
+        (("    license_from: cli", "    depends: [\"x (= {clii})\"]\n    license_from: cli"), "packages.docker-ce-cli.depends[0]: unknown placeholder {clii}"),
     ],
 )
 def test_mistakes_name_file_line_and_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
