@@ -50,8 +50,18 @@ def ensure_root(distro: Distro, arch: Arch, settings: Settings, log: Path) -> Pa
             shutil.rmtree(root)
         staging.rename(root)
     finally:
+        # An interrupted debootstrap leaves /proc and /sys mounted in its target: never delete through a mount.
+        unmount_below(staging)
         shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def unmount_below(folder: Path) -> None:
+    """Detach every mount at or below folder, deepest first."""
+    prefix = str(folder)
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
+        capture(["umount", "--lazy", point])
 
 
 @contextlib.contextmanager

@@ -215,3 +215,4 @@ def test_release_is_signed_when_a_key_is_configured(tmp_path: Path, monkeypatch:
     (dist / "Release").write_text((dist / "Release").read_text().replace("Label: dock32", "Label: forged"))
     assert subprocess.run(["gpg", "--batch", "--verify", dist / "Release.gpg", dist / "Release"], capture_output=True).returncode != 0
     assert {"InRelease", "Release.gpg"} <= set((dist / "SHA256SUMS").read_text().split())
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False)  # gpg started it for this GNUPGHOME
