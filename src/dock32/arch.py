@@ -35,13 +35,6 @@ class Arch(enum.Enum):
             hint="dock32 builds on x86 only (i686 or x86_64)",
         )
 
-    @classmethod
-    def from_go(cls, goarch: str) -> Arch:
-        for arch in cls:
-            if arch.names.go == goarch:
-                return arch
-        raise ToolchainError(f"unknown Go architecture {goarch!r}", hint="use 386 or amd64")
-
     def can_run(self, other: Arch) -> bool:
         """An x86_64 kernel runs i386 programs too; an i386 one only its own."""
         return self is other or (self is Arch.AMD64 and other is Arch.I386)

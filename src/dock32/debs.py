@@ -10,7 +10,6 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
@@ -29,17 +28,15 @@ XZ_DATA_FILTERS = ("--x86", "--lzma2=preset=2,dict=64MiB")
 ZSTD_WARNING = "packages compressed with zstd need dpkg >= 1.21.18 (Debian 12, Ubuntu 21.10); older 32-bit systems cannot install them"
 
 
-@dataclass(frozen=True)
-class BuiltDeb:
-    package: str
-    version: str
-    path: Path
+def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
+    """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations."""
+    values = {c.name: c.version.removeprefix("v") for c in config.components}
+    values["distro_suffix"] = packaging.distro.version_suffix
+    return values
 
 
 def package_version(package: DebPackage, config: BuildConfig, packaging: Packaging) -> str:
-    values = {c.name: c.version.removeprefix("v") for c in config.components}
-    values["distro_suffix"] = packaging.distro.version_suffix
-    return package.version.format(**values)
+    return package.version.format(**placeholder_values(config, packaging))
 
 
 def deb_filename(package: DebPackage, version: str, arch: str) -> str:
@@ -47,8 +44,7 @@ def deb_filename(package: DebPackage, version: str, arch: str) -> str:
 
 
 def _relations(package: DebPackage, config: BuildConfig, packaging: Packaging) -> dict[str, str]:
-    values = {c.name: c.version.removeprefix("v") for c in config.components}
-    values["distro_suffix"] = packaging.distro.version_suffix
+    values = placeholder_values(config, packaging)
     fields = {
         "Pre-Depends": package.pre_depends,
         "Depends": package.depends,
