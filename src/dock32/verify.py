@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
@@ -99,6 +100,7 @@ class Sandbox:
         self.data = data
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
 
     @property
     def namespace_pid(self) -> str:
@@ -107,28 +109,34 @@ class Sandbox:
         return Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0]
 
     def start(self) -> None:
+        self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(
             [
                 "unshare", "--pid", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
                 "sh", "-c", NAMESPACE_SCRIPT, "sh", self.root, self.data,
             ],
-            stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + DAEMON_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise VerifyError(f"the daemons' namespace exited with code {self.process.returncode}", hint=f"see {self.log} and {self.data}")
+                raise VerifyError(
+                    f"the daemons' namespace exited with code {self.process.returncode}:\n{self.tail('containerd.log')}{self.tail('dockerd.log')}",
+                    hint=f"see {self.log}",
+                )
             if (self.data / "namespace.ready").is_file() and self.docker("version", check=False).returncode == 0:
                 return
             time.sleep(1)
-        raise VerifyError(f"dockerd did not answer within {DAEMON_START_SECONDS} s:\n{self.tail('dockerd.log')}", hint=f"logs in {self.data}")
+        raise VerifyError(f"dockerd did not answer within {DAEMON_START_SECONDS} s:\n{self.tail('dockerd.log')}", hint=f"see {self.log}")
 
     def stop(self) -> None:
         if self.process is None:
+            if self._log_file is not None:
+                self._log_file.close()
             return
         if self.process.poll() is None:
             # dockerd first, so it stops its containers and tells containerd; then everything else.
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 self.exec(["sh", "-c", "kill -TERM $(cat /run/docker.pid) 2>/dev/null; sleep 3"], check=False)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -138,6 +146,8 @@ class Sandbox:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.process = None
+        if self._log_file is not None:
+            self._log_file.close()
 
     def tail(self, name: str, lines: int = 15) -> str:
         path = self.data / name
