@@ -365,6 +365,23 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
     ]
 
 
+def run_scenario(name: str, scenario: Callable[[], str], known_bugs: dict[str, str] = KNOWN_BUGS) -> ScenarioResult:
+    """Run one scenario and classify it. Anything but a failed check or a skip (a crash, Ctrl-C) propagates,
+    so that the caller's cleanup runs and the run stops."""
+    start = time.monotonic()
+    try:
+        status, detail = "pass", scenario()
+    except Skipped as exc:
+        status, detail = "skipped", str(exc)
+    except (AssertionError, VerifyError, subprocess.TimeoutExpired) as exc:
+        status, detail = "FAIL", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if name in known_bugs and status == "FAIL":
+        status, detail = "known-bug", f"{known_bugs[name]} ({detail})"
+    elif name in known_bugs and status == "pass":
+        status, detail = "FIXED?", "passes: remove it from KNOWN_BUGS"
+    return ScenarioResult(name, status, detail, round(time.monotonic() - start, 1))
+
+
 def _retry(action: Callable[[], str], attempts: int = 10) -> str:
     """A freshly started server may need a moment before it answers."""
     for attempt in range(attempts):
@@ -407,19 +424,9 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
             try:
                 sandbox.start()
                 for name, scenario in scenarios(config, sandbox, scratch, log):
-                    start = time.monotonic()
-                    try:
-                        status, detail = "pass", scenario()
-                    except Skipped as exc:
-                        status, detail = "skipped", str(exc)
-                    except (AssertionError, VerifyError, subprocess.TimeoutExpired) as exc:
-                        status, detail = "FAIL", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    if name in KNOWN_BUGS and status == "FAIL":
-                        status, detail = "known-bug", f"{KNOWN_BUGS[name]} ({detail})"
-                    elif name in KNOWN_BUGS and status == "pass":
-                        status, detail = "FIXED?", "passes: remove it from KNOWN_BUGS"
-                    results.append(ScenarioResult(name, status, detail, round(time.monotonic() - start, 1)))
-                    print(f"{status:>7}  {name}: {detail}", flush=True)
+                    result = run_scenario(name, scenario)
+                    results.append(result)
+                    print(f"{result.status:>7}  {name}: {result.detail}", flush=True)
             finally:
                 sandbox.stop()
                 daemon_logs = {name: sandbox.tail(name, 40) for name in ("dockerd.log", "containerd.log")}
