@@ -243,10 +243,12 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     dist = layout.dist_dir
     arch = config.host_arch.names.debian
     debs = [dist / deb_filename(p, package_version(p, config, packaging), arch) for p in packages]
+    # Each .deb is read once: Packages, the manifest and SHA256SUMS share these.
+    hashed = {deb.name: _hashes(deb) for deb in debs}
     stanzas = []
     for deb in sorted(debs):
         control = Deb822(DebFile(str(deb)).control.get_content("control", encoding="utf-8"))
-        hashes = _hashes(deb)
+        hashes = hashed[deb.name]
         control["Filename"] = f"./{deb.name}"
         control["Size"] = hashes["size"]
         control["MD5sum"] = hashes["md5"]
@@ -263,8 +265,9 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     release["Date"] = email.utils.format_datetime(config.release.date, usegmt=True)
     release["Architectures"] = arch
     release["Description"] = f"Docker {config.release.version} for {arch} ({config.target}), built by dock32"
-    release["MD5Sum"] = "".join(f"\n {_hashes(dist / n)['md5']} {_hashes(dist / n)['size']:>10} {n}" for n in ("Packages", "Packages.gz"))
-    release["SHA256"] = "".join(f"\n {_hashes(dist / n)['sha256']} {_hashes(dist / n)['size']:>10} {n}" for n in ("Packages", "Packages.gz"))
+    indexes = {name: _hashes(dist / name) for name in ("Packages", "Packages.gz")}
+    release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in indexes.items())
+    release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in indexes.items())
     (dist / "Release").write_text(release.dump(), encoding="utf-8")
     for signed in ("InRelease", "Release.gpg"):
         (dist / signed).unlink(missing_ok=True)
@@ -276,10 +279,11 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
 
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
     manifest["packages"] = {
-        p.name: {"version": package_version(p, config, packaging), "file": deb.name, **_hashes(deb)} for p, deb in zip(packages, debs, strict=True)
+        p.name: {"version": package_version(p, config, packaging), "file": deb.name, **hashed[deb.name]} for p, deb in zip(packages, debs, strict=True)
     }
     manifest["distro"] = packaging.distro_name
     manifest["compression"] = packaging.compression
     (dist / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     listed = sorted(p.name for p in dist.iterdir() if p.is_file() and p.name != "SHA256SUMS")
-    (dist / "SHA256SUMS").write_text("".join(f"{_hashes(dist / n)['sha256']}  {n}\n" for n in listed), encoding="utf-8")
+    digests = {n: hashed[n]["sha256"] if n in hashed else _hashes(dist / n)["sha256"] for n in listed}
+    (dist / "SHA256SUMS").write_text("".join(f"{digests[n]}  {n}\n" for n in listed), encoding="utf-8")
