@@ -42,7 +42,31 @@ def fetch_source(component: Component, settings: Settings, layout: Layout) -> No
     _write_atomically(layout.source_record(component.name), json.dumps(fetched.to_json(), indent=2, sort_keys=True) + "\n")
 
 
-def prepare_source(component: Component, layout: Layout) -> None:
+PATCHED_MODULES_DIR = "_dock32/modules"
+
+
+def _copy_patched_modules(source: GoModuleSource, tree: Path, settings: Settings, layout: Layout) -> None:
+    """Copy each dependency in source.patch_modules, at the version the module file asks for, into the tree
+    and replace it there, as `go mod vendor` would, but for the dependencies our patches change only.
+    `go mod download` checks each against the module file's sums; the replaced copy is built from the tree."""
+    go = ResolvedToolchain.from_file(layout.toolchain_record).go
+    modfile = [f"-modfile={source.modfile}"] if source.modfile else []
+    for module in source.patch_modules:
+        result = capture([go, "mod", "download", "-json", *modfile, module], env=go_module_env(settings), cwd=tree)
+        info = json.loads(result.stdout or "{}") if result.stdout.strip().startswith("{") else {}
+        if result.returncode != 0 or "Dir" not in info:
+            reason = info.get("Error") or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+            raise BuildError(f"patch_modules: cannot fetch {module}: {reason}", hint="it must be a dependency in the component's module file")
+        copy = tree / PATCHED_MODULES_DIR / module
+        shutil.copytree(info["Dir"], copy, symlinks=True)
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        # `go mod edit` names its module file as an argument, not with -modfile.
+        edit = [go, "mod", "edit", f"-replace={module}=./{PATCHED_MODULES_DIR}/{module}", *([source.modfile] if source.modfile else [])]
+        run(edit, env=go_module_env(settings), cwd=tree, log=None, what=f"replace {module} with the tree's copy")
+
+
+def prepare_source(component: Component, settings: Settings, layout: Layout) -> None:
     """Copy the pristine tree and apply the patch series; the tree appears under its name only when complete."""
     fetched = FetchedSource(**json.loads(layout.source_record(component.name).read_text(encoding="utf-8")))
     destination = layout.source_tree(component.name)
@@ -59,6 +83,8 @@ def prepare_source(component: Component, layout: Layout) -> None:
             # -modfile still needs a go.mod to mark the module root; upstream's
             # hack/with-go-mod.sh writes the same stub.
             (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
+        if isinstance(source, GoModuleSource) and source.patch_modules:
+            _copy_patched_modules(source, tree, settings, layout)
         applied = apply_series(read_series(layout.patch_dir(component.name)), tree, component.version)
         stamp = {
             "source": fetched.hash,

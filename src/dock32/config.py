@@ -27,6 +27,8 @@ class GoModuleSource:
     version: str
     sum: str
     modfile: str | None  # vendor.mod for moby and docker/cli, as their own build scripts use
+    # Dependencies copied into the tree (_dock32/modules/<path>) and replaced there, so that a patch can change them.
+    patch_modules: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -150,6 +152,8 @@ _GO_SUM = re.compile(r"^h1:[A-Za-z0-9+/]{43}=$")
 _TREE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GO_VERSION = re.compile(r"^1\.\d+(\.\d+)?$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+# A Go module path: dot-separated host, then slash-separated elements (no "..", no leading "/").
+_MODULE_PATH = re.compile(r"^[a-z0-9.-]+\.[a-z]+(/[A-Za-z0-9_~+-][A-Za-z0-9._~+-]*)+$")
 
 
 def load_config(path: Path) -> BuildConfig:
@@ -227,11 +231,11 @@ def _component(name: str, node: Node) -> Component:
 
 
 def _source(node: Node) -> GoModuleSource | ArchiveSource:
-    fields = node.mapping(allowed=("module", "version", "sum", "modfile", "urls", "tree"))
+    fields = node.mapping(allowed=("module", "version", "sum", "modfile", "patch_modules", "urls", "tree"))
     if "module" in fields:
         for archive_key in ("urls", "tree"):
             if archive_key in fields:
-                raise fields[archive_key].error("a Go module source takes module, version, sum and modfile, not urls or tree")
+                raise fields[archive_key].error("a Go module source takes module, version, sum, modfile and patch_modules, not urls or tree")
         for key in ("version", "sum"):
             if key not in fields:
                 raise node.error(f"missing required key {key!r}")
@@ -240,6 +244,9 @@ def _source(node: Node) -> GoModuleSource | ArchiveSource:
             version=fields["version"].string("v28.5.2+incompatible"),
             sum=_matching(fields["sum"], _GO_SUM, "h1:<43 base64 characters>="),
             modfile=fields["modfile"].string("vendor.mod") if "modfile" in fields else None,
+            patch_modules=tuple(_matching(item, _MODULE_PATH, "github.com/ishidawataru/sctp") for item in fields["patch_modules"].sequence())
+            if "patch_modules" in fields
+            else (),
         )
     if "urls" in fields:
         if "tree" not in fields:

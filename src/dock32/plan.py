@@ -177,10 +177,11 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
             basename="source",
             name=component.name,
             doc=f"Copy {component.name}'s pristine tree and apply patches/{component.name}/series",
-            action=functools.partial(build.prepare_source, component, layout),
-            file_dep=(layout.source_record(component.name), *layout.patch_files(component.name)),
+            action=functools.partial(build.prepare_source, component, settings, layout),
+            # Copying patch_modules asks the resolved go command.
+            file_dep=(layout.source_record(component.name), *layout.patch_files(component.name), *((layout.toolchain_record,) if go_source else ())),
             targets=(layout.prepared_stamp(component.name),),
-            config={"version": component.version, "modfile": getattr(component.source, "modfile", None)},
+            config={"version": component.version, "source": _as_data(component.source)},
             clean=(layout.source_tree(component.name),),
         ),
     ]

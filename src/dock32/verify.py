@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -273,6 +274,19 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         finally:
             sandbox.docker("rm", "-f", "dock32-pub", check=False)
 
+    def sctp_port() -> str:
+        """Before patches/engine/0003-sctp-on-386.patch, the port binding failed with EFAULT (moby's socketcall)
+        or "SCTP is unsupported on linux/386" (the sctp library), so the container did not start."""
+        if not kernel_has_sctp():
+            raise Skipped("no SCTP in this kernel")
+        sandbox.docker("run", "-d", "--name", "dock32-sctp", "-p", "127.0.0.1:19132:9999/sctp", I386_IMAGE, "sleep", "300")
+        try:
+            mapped = sandbox.docker("port", "dock32-sctp", "9999/sctp").stdout.strip()
+            assert mapped == "127.0.0.1:19132", mapped
+            return "a container publishing 9999/sctp on 127.0.0.1:19132 starts"
+        finally:
+            sandbox.docker("rm", "-f", "dock32-sctp", check=False)
+
     def build() -> str:
         context = sandbox.root / "srv" / "build-context"
         context.mkdir(parents=True, exist_ok=True)
@@ -362,6 +376,7 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         ("i386 container has seccomp on", seccomp_i386),
         ("bridge network: container reaches container by name", network_by_name),
         ("published port via docker-proxy", published_port),
+        ("SCTP port published", sctp_port),
         ("docker build through BuildKit", build),
         ("registry round-trip on loopback", registry_round_trip),
         ("docker compose up and down", compose),
@@ -369,6 +384,15 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         ("amd64 image under the default seccomp profile", amd64_default_seccomp),
         ("amd64-only image pulled without --platform", amd64_only_image),
     ]
+
+
+def kernel_has_sctp() -> bool:
+    """Whether this kernel can make SCTP sockets (a module it cannot load counts as no)."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+    except OSError:
+        return False
+    return True
 
 
 def run_scenario(name: str, scenario: Callable[[], str], known_bugs: dict[str, str] = KNOWN_BUGS) -> ScenarioResult:

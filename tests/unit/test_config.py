@@ -59,6 +59,7 @@ def test_the_shipped_config_loads_with_every_component_and_binary() -> None:
     assert isinstance(config.component("tini").binaries[0], CMakeBinary)
     engine = config.component("engine")
     assert isinstance(engine.source, GoModuleSource) and engine.source.modfile == "vendor.mod"
+    assert engine.source.patch_modules == ("github.com/ishidawataru/sctp",)
     # YAML merge keys: the shim inherits containerd's tags and ldflags but keeps its own package.
     shim = next(b for b in config.component("containerd").binaries if b.name == "containerd-shim-runc-v2")
     assert isinstance(shim, GoBinary)
@@ -158,3 +159,12 @@ def test_shipped_toolchains_load() -> None:
     assert cross is not None and cross.cc == "i686-linux-gnu-gcc" and "libseccomp-dev:i386" in cross.apt_packages
     native = toolchains.c_for(Arch.I386, Arch.I386)
     assert native is not None and native.cc == "gcc"
+
+
+def test_patch_modules_are_module_paths(tmp_path: Path) -> None:
+    with_modules = MINIMAL.replace("      version: v1.0.0\n", "      version: v1.0.0\n      patch_modules: [example.com/dep, ../escape]\n")
+    message = error_of(tmp_path, with_modules)
+    assert message.startswith("buildcfg.yaml:13: components.hello.source.patch_modules[1]: expected a string like 'github.com/ishidawataru/sctp'")
+    config = load_config(write(tmp_path, with_modules.replace(", ../escape", "")))
+    source = config.components[0].source
+    assert isinstance(source, GoModuleSource) and source.patch_modules == ("example.com/dep",)

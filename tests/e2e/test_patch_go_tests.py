@@ -1,0 +1,71 @@
+"""The Go tests that our patches add run for the build's GOARCH, in the patched trees of the real build.
+
+Each patch that adds a `*_test.go` file brings the test that proves its fix (the SCTP patch's tests show the
+socketcall arguments reach the kernel); they run here natively, as 386 programs on this kernel.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dock32.build import go_build_env
+from dock32.layout import Layout
+from dock32.patches import read_series
+from dock32.tasks import load_project
+from dock32.toolchain import ResolvedToolchain
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+CONFIG, _, SETTINGS, _ = load_project(ROOT)
+LAYOUT = Layout.of(SETTINGS.build_dir, SETTINGS.dist_dir, CONFIG.target, CONFIG.project_dir)
+
+
+def added_go_tests() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(component, test file path in its tree, test function names) for each test file a patch adds."""
+    found = []
+    for component in CONFIG.components:
+        for patch in read_series(LAYOUT.patch_dir(component.name)):
+            if not patch.applies_to(component.version):
+                continue
+            text = patch.path.read_text(encoding="utf-8")
+            for match in re.finditer(r"^\+\+\+ (\S+_test\.go)$", text, re.MULTILINE):
+                path = match.group(1).split("/", patch.strip)[-1]
+                body = text[match.end():].split("\n--- ", 1)[0]
+                names = tuple(re.findall(r"^\+func (Test\w+)\(t \*testing\.T\)", body, re.MULTILINE))
+                found.append((component.name, path, names))
+    return found
+
+
+TESTS = added_go_tests()
+
+
+def test_the_shipped_patches_bring_go_tests() -> None:
+    assert ("engine", "libnetwork/drivers/bridge/port_mapping_linux_386_test.go", ("TestSetSCTPInitMsgReachesTheKernel",)) in TESTS
+    assert any(path.endswith("ishidawataru/sctp/sockopt_linux_386_test.go") and len(names) == 3 for _, path, names in TESTS)
+
+
+@pytest.mark.parametrize(("component_name", "path", "names"), TESTS, ids=[f"{c}:{p}" for c, p, _ in TESTS])
+def test_patch_go_test_passes_for_the_target_arch(release_build: Path, component_name: str, path: str, names: tuple[str, ...]) -> None:
+    component = next(c for c in CONFIG.components if c.name == component_name)
+    tree = LAYOUT.source_tree(component_name)
+    package = (tree / path).parent
+    # The test runs in the module that holds it: a patched dependency copy has its own go.mod.
+    module_root = next(d for d in (package, *package.parents) if (d / "go.mod").is_file())
+    toolchain = ResolvedToolchain.from_file(LAYOUT.toolchain_record)
+    env = {**go_build_env(CONFIG, component, toolchain, SETTINGS), "PATH": "/usr/bin:/bin"}
+    modfile = getattr(component.source, "modfile", None)
+    argv = [toolchain.go, "test", "-count=1", "-v", "-run", "^(" + "|".join(names) + ")$"]
+    if modfile and module_root == tree:
+        argv.append(f"-modfile={modfile}")
+    argv.append("./" + str(package.relative_to(module_root)))
+    result = subprocess.run(argv, cwd=module_root, env=env, capture_output=True, text=True, check=False, timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for name in names:
+        assert re.search(rf"^--- (PASS|SKIP): {name} ", output, re.MULTILINE), f"{name} did not run:\n{output[-2000:]}"
