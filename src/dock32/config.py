@@ -331,9 +331,8 @@ class Distro:
     codename: str
     merged_usr: bool  # systemd units live in /usr/lib/systemd/system on merged-/usr releases
 
-    @property
-    def version_suffix(self) -> str:
-        return f"-1~{self.vendor}.{self.version_id}~{self.codename}"
+    def version_suffix(self, revision: int) -> str:
+        return f"-{revision}~{self.vendor}.{self.version_id}~{self.codename}"
 
     @property
     def unitdir(self) -> str:
@@ -358,6 +357,7 @@ class Packaging:
     compression: str
     maintainer: str
     gpg_key: str | None
+    revision: int = 1  # the Debian revision: a rebuild of the same release with other packaging gets the next one
 
     @property
     def distro(self) -> Distro:
@@ -401,7 +401,7 @@ class DebPackage:
 def _packaging(node: Node | None) -> Packaging:
     if node is None:
         return Packaging(distro_name="debian-12", compression="xz", maintainer=DEFAULT_MAINTAINER, gpg_key=None)
-    fields = node.mapping(allowed=("distro", "compression", "maintainer", "gpg_key"))
+    fields = node.mapping(allowed=("distro", "compression", "maintainer", "gpg_key", "revision"))
     maintainer = fields["maintainer"].string("Jane Doe <jane@example.org>") if "maintainer" in fields else DEFAULT_MAINTAINER
     if not re.match(r"^[^<>]+ <[^<>@\s]+@[^<>\s]+>$", maintainer):
         raise fields["maintainer"].error(f"expected 'Name <email>', got {maintainer!r}")
@@ -410,7 +410,14 @@ def _packaging(node: Node | None) -> Packaging:
         compression=fields["compression"].choice(COMPRESSIONS) if "compression" in fields else "xz",
         maintainer=maintainer,
         gpg_key=fields["gpg_key"].string("0xFINGERPRINT") if "gpg_key" in fields else None,
+        revision=_revision(fields["revision"]) if "revision" in fields else 1,
     )
+
+
+def _revision(node: Node) -> int:
+    if isinstance(node.value, bool) or not isinstance(node.value, int) or node.value < 1:
+        raise node.error(f"expected a whole number from 1 up (the Debian revision), got {node.value!r}")
+    return node.value
 
 
 _PACKAGE_SCRIPTS = ("preinst", "postinst", "prerm", "postrm")

@@ -31,7 +31,7 @@ ZSTD_WARNING = "packages compressed with zstd need dpkg >= 1.21.18 (Debian 12, U
 def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
     """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations."""
     values = {c.name: c.version.removeprefix("v") for c in config.components}
-    values["distro_suffix"] = packaging.distro.version_suffix
+    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision)
     return values
 
 

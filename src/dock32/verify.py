@@ -10,6 +10,7 @@ nothing behind on the machine, and a Docker already running here is never touche
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -27,6 +28,7 @@ from typing import IO
 
 from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
+from dock32.debs import build_deb, package_version, write_repository
 from dock32.errors import VerifyError
 from dock32.layout import Layout
 from dock32.rootfs import chroot_run, ensure_root, overlay
@@ -44,6 +46,31 @@ storage:
     rootdirectory: /var/lib/docker-registry
 http:
   addr: 127.0.0.1:5000
+"""
+
+# What an init system does for the packages' services: start and stop containerd and dockerd from the
+# installed root. The namespace's first process starts them; the upgrade scenario restarts them, as the
+# packages' maintainer scripts have a running init do. Logs are appended, so a restart keeps the earlier part.
+DAEMONS_SCRIPT = r"""
+set -e
+cd /
+case "$1" in
+start)
+    /usr/bin/containerd --config /etc/containerd/config.toml >> /run/dock32/containerd.log 2>&1 < /dev/null &
+    echo $! > /run/dock32/containerd.pid
+    /usr/bin/dockerd --containerd=/run/containerd/containerd.sock -H unix:///run/docker.sock >> /run/dock32/dockerd.log 2>&1 < /dev/null &
+    ;;
+stop)
+    # dockerd first (it stops its containers and removes its pid file), then containerd.
+    if [ -f /run/docker.pid ]; then kill -TERM "$(cat /run/docker.pid)"; fi
+    for _ in $(seq 100); do [ -f /run/docker.pid ] || break; sleep 0.2; done
+    [ -f /run/dock32/containerd.pid ] || exit 0
+    pid="$(cat /run/dock32/containerd.pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do grep -qs '^State:[[:space:]]*[RSDT]' "/proc/$pid/status" || break; sleep 0.2; done
+    rm -f /run/dock32/containerd.pid
+    ;;
+esac
 """
 
 # Inside the private namespaces: fresh /proc and /sys, the machine's /dev and cgroups, a tmpfs /run, data
@@ -72,12 +99,12 @@ cd /
 umount -l /.old-root
 rmdir /.old-root
 touch /run/dock32/namespace.ready
-/usr/bin/containerd --config /etc/containerd/config.toml > /run/dock32/containerd.log 2>&1 &
-/usr/bin/dockerd --containerd=/run/containerd/containerd.sock -H unix:///run/docker.sock > /run/dock32/dockerd.log 2>&1 &
+sh /run/dock32/daemons start
 # Debian's registry, for the push/pull round-trip; its address is private to this network namespace.
 mkdir -p /var/lib/docker-registry
 /usr/bin/docker-registry serve /etc/dock32-registry.yml > /run/dock32/registry.log 2>&1 &
-wait
+# Stay up (the namespace lives as long as this process) and reap what exits, restarted daemons included.
+while :; do wait; sleep 1; done
 """
 
 
@@ -116,6 +143,7 @@ class Sandbox:
         return Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()[0]
 
     def start(self) -> None:
+        (self.data / "daemons").write_text(DAEMONS_SCRIPT, encoding="utf-8")
         self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(
             [
@@ -136,6 +164,17 @@ class Sandbox:
             time.sleep(1)
         raise VerifyError(f"dockerd did not answer within {DAEMON_START_SECONDS} s:\n{self.tail('dockerd.log')}", hint=f"see {self.log}")
 
+    def restart_daemons(self) -> None:
+        """Stop and start containerd and dockerd, as an init system does when a package upgrade restarts them."""
+        # In the namespace's PID namespace too, so that the restarted daemons die with it.
+        self.exec(["sh", "/run/dock32/daemons", "stop"], pid_namespace=True)
+        self.exec(["sh", "/run/dock32/daemons", "start"], pid_namespace=True)
+        deadline = time.monotonic() + DAEMON_START_SECONDS
+        while self.docker("version", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dockerd did not answer within {DAEMON_START_SECONDS} s of its restart: {self.tail('dockerd.log', 3)}")
+            time.sleep(1)
+
     def stop(self) -> None:
         if self.process is None:
             if self._log_file is not None:
@@ -144,7 +183,7 @@ class Sandbox:
         if self.process.poll() is None:
             # dockerd first, so it stops its containers and tells containerd; then everything else.
             with contextlib.suppress(OSError, ValueError, IndexError):
-                self.exec(["sh", "-c", "kill -TERM $(cat /run/docker.pid) 2>/dev/null; sleep 3"], check=False)
+                self.exec(["sh", "/run/dock32/daemons", "stop"], check=False, pid_namespace=True)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -160,16 +199,17 @@ class Sandbox:
         path = self.data / name
         return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:]) if path.is_file() else ""
 
-    def exec(self, argv: list[str], check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def exec(self, argv: list[str], check: bool = True, stdin: bytes | None = None, pid_namespace: bool = False) -> subprocess.CompletedProcess[str]:
         """Run argv in the daemons' namespaces, whose / is the installed root."""
+        start = time.monotonic()
         result = subprocess.run(
-            ["nsenter", f"--target={self.namespace_pid}", "--net", "--mount", *argv],
+            ["nsenter", f"--target={self.namespace_pid}", "--net", "--mount", *(["--pid"] if pid_namespace else []), *argv],
             input=stdin, capture_output=True, check=False, timeout=300,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DOCKER_HOST": "unix:///run/docker.sock", "HOME": "/root", "LC_ALL": "C"},
         )
         decoded = subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace"))
         with self.log.open("a", encoding="utf-8") as out:
-            out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode})\n")
+            out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode}, {time.monotonic() - start:.1f} s)\n")
         if check and decoded.returncode != 0:
             raise AssertionError(f"`{' '.join(argv)}` exited {decoded.returncode}: {(decoded.stderr or decoded.stdout).strip()[-400:]}")
         return decoded
@@ -216,7 +256,9 @@ def amd64_busybox(scratch: Path, log: Path) -> bytes:
     return (folder / "x" / "bin" / "busybox").read_bytes()
 
 
-def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -> list[tuple[str, Callable[[], str]]]:
+def scenarios(
+    config: BuildConfig, packages: tuple[DebPackage, ...], layout: Layout, sandbox: Sandbox, scratch: Path, log: Path
+) -> list[tuple[str, Callable[[], str]]]:
     cli, engine = config.component("cli").version, config.component("engine").version
 
     def version() -> str:
@@ -368,6 +410,42 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         assert arch == "386", f"an index with linux/386 gave {arch}"
         return "amd64-only index pulled and run without --platform; an index with 386 still gives 386"
 
+    def upgrade_then_purge() -> str:
+        """A --restart=always container runs again after an upgrade to the next Debian revision of these
+        packages (the same binaries, repacked) and the daemons' restart; then purge removes every file."""
+        names = [p.name for p in packages]
+        # --stop-timeout: busybox sleep as PID 1 ignores SIGTERM, and each daemon stop would wait 10 s for it.
+        sandbox.docker("run", "-d", "--restart=always", "--stop-timeout=1", "--name", "dock32-upgrade", I386_IMAGE, "sleep", "3600")
+        first_start = sandbox.docker("inspect", "-f", "{{.State.StartedAt}}", "dock32-upgrade").stdout.strip()
+        # zstd: this repack is only installed here, and packs in seconds (Debian 12's dpkg reads it).
+        following = dataclasses.replace(config.packaging, revision=config.packaging.revision + 1, compression="zstd", gpg_key=None)
+        next_layout = dataclasses.replace(layout, dist_root=sandbox.root / "srv" / "dock32-next")
+        with contextlib.redirect_stderr(io.StringIO()):  # the zstd compatibility warning is for users' packages
+            for package in packages:
+                build_deb(package, config, following, next_layout)
+        write_repository(packages, config, following, next_layout)
+        (sandbox.root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text(f"deb [trusted=yes] file:/srv/dock32-next/{config.target} ./\n")
+        # Only our source: the namespace has no network for the Debian archive's.
+        only_ours = ["-o", "Dir::Etc::SourceList=/etc/apt/sources.list.d/dock32.list", "-o", "Dir::Etc::SourceParts=-", "-o", "APT::Get::List-Cleanup=0"]
+        sandbox.exec(["apt-get", "update", "-q", *only_ours])
+        sandbox.exec(["apt-get", "install", "-y", "-q", "--only-upgrade", *names])
+        installed = sandbox.exec(["dpkg-query", "-W", "-f=${Version}\\n", *names]).stdout.split()
+        expected = [package_version(p, config, following) for p in packages]
+        assert sorted(installed) == sorted(expected), f"after the upgrade: {installed}, expected {expected}"
+        # On a machine with an init system, the postinst's `invoke-rc.d docker restart` does this.
+        sandbox.restart_daemons()
+        _retry(lambda: _expect(sandbox.docker("inspect", "-f", "{{.State.Running}}", "dock32-upgrade").stdout.strip(), "true"), attempts=30)
+        restarted = sandbox.docker("inspect", "-f", "{{.State.StartedAt}}", "dock32-upgrade").stdout.strip()
+        assert restarted != first_start, "the container was never stopped: the daemons' restart did not happen"
+        files = [f for f in sandbox.exec(["dpkg", "-L", *names]).stdout.splitlines() if f.startswith("/")]
+        sandbox.exec(["sh", "/run/dock32/daemons", "stop"], pid_namespace=True)
+        sandbox.exec(["apt-get", "purge", "-y", "-q", *names])
+        # Folders may stay (and /lib is the root's own link to usr/lib); files and links to files may not.
+        paths = [sandbox.root / f.lstrip("/") for f in files]
+        left = [f for f, p in zip(files, paths, strict=True) if p.is_file() or (p.is_symlink() and not p.is_dir())]
+        assert left == [], f"purge left {left[:5]}"
+        return f"{len(names)} packages upgraded to revision {following.revision}, the container ran again; purge removed {len(files)} paths"
+
     return [
         ("docker version: client and server linux/386", version),
         ("docker info", info),
@@ -383,6 +461,8 @@ def scenarios(config: BuildConfig, sandbox: Sandbox, scratch: Path, log: Path) -
         ("docker exec enters the container", exec_enters_container),
         ("amd64 image under the default seccomp profile", amd64_default_seccomp),
         ("amd64-only image pulled without --platform", amd64_only_image),
+        # Last: it purges the packages.
+        ("upgrade with a --restart=always container, then purge", upgrade_then_purge),
     ]
 
 
@@ -410,6 +490,11 @@ def run_scenario(name: str, scenario: Callable[[], str], known_bugs: dict[str, s
     elif name in known_bugs and status == "pass":
         status, detail = "FIXED?", "passes: remove it from KNOWN_BUGS"
     return ScenarioResult(name, status, detail, round(time.monotonic() - start, 1))
+
+
+def _expect(actual: str, expected: str) -> str:
+    assert actual == expected, f"{actual!r}, expected {expected!r}"
+    return actual
 
 
 def _retry(action: Callable[[], str], attempts: int = 10) -> str:
@@ -453,7 +538,7 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
             sandbox = Sandbox(root, data, log)
             try:
                 sandbox.start()
-                for name, scenario in scenarios(config, sandbox, scratch, log):
+                for name, scenario in scenarios(config, packages, layout, sandbox, scratch, log):
                     result = run_scenario(name, scenario)
                     results.append(result)
                     print(f"{result.status:>7}  {name}: {result.detail}", flush=True)

@@ -65,7 +65,7 @@ def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build
     seen: dict[str, object] = {}
     started = clock_ticks_since_boot()
 
-    def exploding(config, sandbox, scratch, log):  # type: ignore[no-untyped-def]
+    def exploding(config, packages, layout, sandbox, scratch, log):  # type: ignore[no-untyped-def]
         def boom() -> str:
             seen["root"] = str(sandbox.root)
             seen["answered"] = sandbox.docker("version").returncode == 0

@@ -33,7 +33,21 @@ def test_other_distros_change_suffix_and_unit_folder() -> None:
     assert package_version(ce, CONFIG, trixie) == "5:28.5.2-1~debian.13~trixie"
     assert DISTROS["debian-13"].unitdir == "/usr/lib/systemd/system"
     assert DISTROS["debian-12"].unitdir == "/lib/systemd/system"
-    assert DISTROS["ubuntu-24.04"].version_suffix == "-1~ubuntu.24.04~noble"
+    assert DISTROS["ubuntu-24.04"].version_suffix(1) == "-1~ubuntu.24.04~noble"
+
+
+def test_revision_goes_into_every_version(tmp_path: Path) -> None:
+    text = (ROOT / "buildcfg.yaml").read_text().replace("  revision: 1\n", "  revision: 3\n")
+    path = tmp_path / "buildcfg.yaml"
+    path.write_text(text)
+    config = load_config(path)
+    assert config.packaging.revision == 3
+    ce = next(p for p in load_packages(ROOT / "packaging" / "packages.yaml", config) if p.name == "docker-ce")
+    assert package_version(ce, config, config.packaging) == "5:28.5.2-3~debian.12~bookworm"
+    for bad in ("0", "two", "1.5"):
+        path.write_text(text.replace("revision: 3", f"revision: {bad}"))
+        with pytest.raises(ConfigError, match=r"buildcfg.yaml:\d+: packaging.revision: expected a whole number from 1 up"):
+            load_config(path)
 
 
 def write_packages(tmp_path: Path, text: str) -> Path:
