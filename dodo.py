@@ -13,9 +13,9 @@ try:
 except Dock32Error as exc:
     fail(exc)
 
-DOIT_CONFIG = doit_config(_project[2])
+DOIT_CONFIG = doit_config(_project.settings)
 
 
 def task_dock32():  # type: ignore[no-untyped-def]
     """dock32's tasks, each under its own basename (toolchain, fetch, source, compile, manifest, build, doctor)."""
-    yield from doit_tasks(*_project)
+    yield from doit_tasks(_project)

@@ -49,7 +49,7 @@ def main() -> int:
 
 
 def bench_packaging() -> None:
-    config, _, settings, _ = load_project(ROOT)
+    config = load_project(ROOT).config
     with tempfile.TemporaryDirectory(prefix="dock32-bench.") as scratch_name:
         scratch = Path(scratch_name)
         ours = dock32("build", env={"DOCK32_DIST_DIR": str(scratch / "dist")})
@@ -81,7 +81,8 @@ def bench_packaging() -> None:
 
 
 def bench_build() -> None:
-    config, _, settings, _ = load_project(ROOT)
+    project = load_project(ROOT)
+    config, settings = project.config, project.settings
     layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, ROOT)
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
 

@@ -11,17 +11,16 @@ from typing import Any
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 
-from dock32.config import BuildConfig, DebPackage, Toolchains
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
-from dock32.settings import Settings
-from dock32.tasks import ErrorKind, doit_config, doit_tasks, fail, load_project
+from dock32.tasks import ErrorKind, Project, doit_config, doit_tasks, fail, load_project
 
 COMMANDS = {
     "setup": [],
     "build": ["run", "build"],
     "doctor": ["run", "doctor"],
     "verify": ["run", "verify"],
+    "test-upstream": ["run", "test-upstream"],
     "list": ["list"],
     "clean": ["clean"],
 }
@@ -37,21 +36,21 @@ def find_project(start: Path) -> Path:
 class _Loader(TaskLoader2):  # type: ignore[misc]
     """Feeds doit the tasks of one already-loaded project (doit's documented custom-loader API)."""
 
-    def __init__(self, config: BuildConfig, toolchains: Toolchains, settings: Settings, packages: tuple[DebPackage, ...]) -> None:
+    def __init__(self, project: Project) -> None:
         super().__init__()
-        self._project = (config, toolchains, settings, packages)
+        self._project = project
 
     def setup(self, opt_values: dict[str, Any]) -> None:
         pass
 
     def load_doit_config(self) -> dict[str, Any]:
-        return doit_config(self._project[2])
+        return doit_config(self._project.settings)
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         from doit.loader import generate_tasks
 
         # The same generator dodo.py's task_dock32 yields, handled the same way.
-        return list(generate_tasks("dock32", doit_tasks(*self._project)))
+        return list(generate_tasks("dock32", doit_tasks(self._project)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(COMMANDS),
         help=(
             "setup: install missing build packages (root); build: all binaries and .debs; verify: install and run them; "
+            "test-upstream: the components' own Go tests for the target's GOARCH; "
             "doctor: check this machine; list: show tasks; clean: remove build outputs"
         ),
     )
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DOCK32_DEBUG"] = "1"
     try:
         project = args.project.resolve() if args.project else find_project(Path.cwd())
-        config, toolchains, settings, packages = load_project(project, offline=True if args.offline else None)
+        loaded = load_project(project, offline=True if args.offline else None)
     except Dock32Error as exc:
         fail(exc)
     if args.command == "setup":
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     doit_argv = COMMANDS[args.command] + doit_args
     if args.command == "build" and doit_args:
         doit_argv = ["run", *doit_args]
-    code: int = DoitMain(_Loader(config, toolchains, settings, packages)).run(doit_argv)
+    code: int = DoitMain(_Loader(loaded)).run(doit_argv)
     if code != 0 and ErrorKind.exit_code is not None:
         return ErrorKind.exit_code
     return code

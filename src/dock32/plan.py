@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dock32 import build
+from dock32 import build, upstream
 from dock32 import debs as debs_module
 from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Toolchains
 from dock32.layout import Layout
 from dock32.settings import Settings
+from dock32.upstream import UpstreamSuite
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,15 @@ def _as_data(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings, packages: tuple[DebPackage, ...] = ()) -> list[PlannedTask]:
-    """The whole chain: toolchain, fetch, source, compile, manifest and, when packages are defined, package and repository."""
+def plan_build(
+    config: BuildConfig,
+    toolchains: Toolchains,
+    settings: Settings,
+    packages: tuple[DebPackage, ...] = (),
+    upstream_suites: tuple[UpstreamSuite, ...] = (),
+) -> list[PlannedTask]:
+    """The whole chain: toolchain, fetch, source, compile, manifest and, when packages are defined, package and
+    repository; then the checks that are run only when asked for (verify, test-upstream)."""
     layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
     tasks = [
         PlannedTask(
@@ -83,6 +91,17 @@ def plan_build(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
     )
     if packages:
         tasks += _package_tasks(config, packages, settings, layout)
+    for suite in upstream_suites:
+        tasks.append(
+            PlannedTask(
+                basename="test-upstream",
+                name=suite.component,
+                doc=f"go test {' '.join(suite.packages)} of {suite.component} for {config.host_arch.names.go}, against upstream-tests.yaml's known failures",
+                action=functools.partial(upstream.run_suite, config, suite, settings, layout),
+                file_dep=(layout.prepared_stamp(suite.component), layout.toolchain_record),
+                always_run=True,
+            )
+        )
     tasks.append(
         PlannedTask(
             basename="build",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from dock32.errors import BuildError, Dock32Error
@@ -72,6 +72,24 @@ def run(
             f"--- last lines of {log} ---\n{tail.rstrip()}",
             hint=f"full log: {log}",
         )
+
+
+def stream(argv: Sequence[str | Path], *, log: Path, on_line: Callable[[str], None], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Run a long command whose output is read as it comes (go test -json): each line goes to log and to on_line.
+    Returns the exit code; Ctrl-C stops the command before it propagates."""
+    with log.open("w", encoding="utf-8") as out, subprocess.Popen(
+        [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                out.write(line)
+                on_line(line)
+        except BaseException:
+            process.kill()
+            raise
+        return process.wait()
 
 
 def capture(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from dock32.config import BuildConfig, DebPackage, Toolchains, load_config, load
 from dock32.errors import Dock32Error
 from dock32.plan import PlannedTask, plan_build, remove_folders
 from dock32.settings import Settings, settings_from_env
+from dock32.upstream import UpstreamSuite, load_optional
 
 
 class ErrorKind:
@@ -66,7 +68,7 @@ def to_doit(task: PlannedTask) -> dict[str, Any]:
         entry["uptodate"] = [config_changed(task.config)]
     if task.targets or task.clean:
         entry["clean"] = [clean_targets, (remove_folders, [task.clean])] if task.clean else True
-    if task.basename in ("build", "verify"):
+    if task.basename in ("build", "verify", "test-upstream"):
         entry["verbosity"] = 2
     return entry
 
@@ -86,11 +88,24 @@ GROUP_DOCS = {
     "source": "Prepare every component's patched source tree",
     "compile": "Compile every binary",
     "package": "Pack every .deb",
+    "test-upstream": "Run the components' own Go tests for the target's GOARCH (upstream-tests.yaml)",
 }
 
 
-def doit_tasks(config: BuildConfig, toolchains: Toolchains, settings: Settings, packages: tuple[DebPackage, ...] = ()) -> Iterator[dict[str, Any]]:
-    planned = plan_build(config, toolchains, settings, packages)
+@dataclass(frozen=True)
+class Project:
+    """Everything the tasks need, loaded once."""
+
+    config: BuildConfig
+    toolchains: Toolchains
+    settings: Settings
+    packages: tuple[DebPackage, ...]
+    upstream_suites: tuple[UpstreamSuite, ...] = ()
+
+
+def doit_tasks(project: Project) -> Iterator[dict[str, Any]]:
+    config, settings = project.config, project.settings
+    planned = plan_build(config, project.toolchains, settings, project.packages, project.upstream_suites)
     for basename in sorted({t.basename for t in planned if t.name}):
         yield {"basename": basename, "name": None, "doc": GROUP_DOCS.get(basename, "")}
     for task in planned:
@@ -133,14 +148,17 @@ def doit_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def load_project(project_dir: Path, offline: bool | None = None) -> tuple[BuildConfig, Toolchains, Settings, tuple[DebPackage, ...]]:
-    """Everything the tasks need, loaded once. A project without packaging/packages.yaml builds binaries only."""
+def load_project(project_dir: Path, offline: bool | None = None) -> Project:
+    """A project without packaging/packages.yaml builds binaries only; without upstream-tests.yaml it has no test-upstream."""
     config = load_config(project_dir / "buildcfg.yaml")
-    toolchains = load_toolchains(project_dir / "toolchains")
-    settings = settings_from_env(project_dir, offline=offline)
     packages_file = project_dir / "packaging" / "packages.yaml"
-    packages = load_packages(packages_file, config) if packages_file.is_file() else ()
-    return config, toolchains, settings, packages
+    return Project(
+        config=config,
+        toolchains=load_toolchains(project_dir / "toolchains"),
+        settings=settings_from_env(project_dir, offline=offline),
+        packages=load_packages(packages_file, config) if packages_file.is_file() else (),
+        upstream_suites=load_optional(project_dir / "upstream-tests.yaml", config),
+    )
 
 
 def fail(exc: Dock32Error) -> None:

@@ -22,7 +22,8 @@ from .conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-CONFIG, _, SETTINGS, _ = load_project(ROOT)
+PROJECT = load_project(ROOT)
+CONFIG, SETTINGS = PROJECT.config, PROJECT.settings
 LAYOUT = Layout.of(SETTINGS.build_dir, SETTINGS.dist_dir, CONFIG.target, CONFIG.project_dir)
 
 

@@ -60,7 +60,8 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
 
 
 def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config, _, settings, packages = load_project(ROOT)
+    project = load_project(ROOT)
+    config, settings, packages = project.config, project.settings, project.packages
     layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
     seen: dict[str, object] = {}
     started = clock_ticks_since_boot()

@@ -12,7 +12,7 @@ from dock32.config import load_config, load_toolchains
 from dock32.errors import ConfigError, ToolchainError
 from dock32.plan import plan_build
 from dock32.settings import settings_from_env
-from dock32.tasks import doit_tasks
+from dock32.tasks import Project, doit_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_go386_change_touches_compile_slices_only(tmp_path: Path, planned) -> No
 
 def test_doit_dicts_have_docs_and_uptodate(planned) -> None:  # type: ignore[no-untyped-def]
     config, settings, _ = planned
-    dicts = list(doit_tasks(config, load_toolchains(ROOT / "toolchains"), settings))
+    dicts = list(doit_tasks(Project(config, load_toolchains(ROOT / "toolchains"), settings, ())))
     assert all(d["doc"] for d in dicts)
     compile_dockerd = next(d for d in dicts if d["basename"] == "compile" and d.get("name") == "dockerd")
     assert compile_dockerd["targets"] == [str(settings.build_dir / "native32-i386" / "bin" / "dockerd")]
