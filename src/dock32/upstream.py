@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dock32.build import go_build_env
@@ -20,7 +20,7 @@ from dock32.layout import Layout
 from dock32.run import capture, stream
 from dock32.settings import Settings
 from dock32.toolchain import ResolvedToolchain
-from dock32.yamlsrc import load_yaml
+from dock32.yamlsrc import Node, load_yaml
 
 # A package's own failure (it does not build, or it fails outside any test) is listed under this name.
 PACKAGE_LEVEL = "(package)"
@@ -34,14 +34,16 @@ class UpstreamSuite:
     packages: tuple[str, ...]  # go test patterns in the component's tree, e.g. ./...
     exclude: tuple[str, ...]  # patterns whose packages are left out, as upstream's own test targets do (./e2e/...)
     timeout_minutes: int
-    known_failures: dict[tuple[str, str], str]  # (import path, test name) -> reason
+    known_failures: dict[tuple[str, str], str]  # (import path, test name) -> reason; must fail
+    # Failures that depend on the machine (no internet, fewer capabilities): may fail or pass.
+    environment_failures: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Outcome:
     package: str
     test: str
-    status: str  # FAIL, known-failure, FIXED?
+    status: str  # FAIL, known-failure, environment (a failure this machine causes), FIXED?
     detail: str
 
 
@@ -55,7 +57,7 @@ def load_upstream_suites(path: Path, config: BuildConfig) -> tuple[UpstreamSuite
             raise node.error(f"no component {name!r} in buildcfg.yaml", hint=f"components: {', '.join(components)}")
         if not isinstance(components[name].source, GoModuleSource):
             raise node.error(f"{name} is not a Go module: its tests are not Go tests")
-        fields = node.mapping(allowed=("packages", "exclude", "timeout_minutes", "known_failures"), required=("packages",))
+        fields = node.mapping(allowed=("packages", "exclude", "timeout_minutes", "known_failures", "environment_failures"), required=("packages",))
         patterns = fields["packages"].sequence()
         excluded = fields["exclude"].sequence() if "exclude" in fields else []
         for pattern in [*patterns, *excluded]:
@@ -64,15 +66,20 @@ def load_upstream_suites(path: Path, config: BuildConfig) -> tuple[UpstreamSuite
         timeout = fields["timeout_minutes"].value if "timeout_minutes" in fields else 30
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise fields["timeout_minutes"].error(f"expected a whole number of minutes, got {timeout!r}")
-        known: dict[tuple[str, str], str] = {}
-        if "known_failures" in fields:
-            for package, tests in fields["known_failures"].mapping().items():
-                for test, reason in tests.mapping().items():
-                    if not _TEST_NAME.match(test):
-                        raise reason.error(f"expected a test name like TestFoo or TestFoo/sub, or {PACKAGE_LEVEL}")
-                    known[(package, test)] = reason.string("why it fails on this architecture")
-        suites.append(UpstreamSuite(name, tuple(p.string() for p in patterns), tuple(p.string() for p in excluded), timeout, known))
+        known, environment = (_failure_list(fields[key]) if key in fields else {} for key in ("known_failures", "environment_failures"))
+        suites.append(UpstreamSuite(name, tuple(p.string() for p in patterns), tuple(p.string() for p in excluded), timeout, known, environment))
     return tuple(suites)
+
+
+def _failure_list(node: Node) -> dict[tuple[str, str], str]:
+    """package import path -> test name -> reason."""
+    failures: dict[tuple[str, str], str] = {}
+    for package, tests in node.mapping().items():
+        for test, reason in tests.mapping().items():
+            if not _TEST_NAME.match(test):
+                raise reason.error(f"expected a test name like TestFoo or TestFoo/sub, or {PACKAGE_LEVEL}")
+            failures[(package, test)] = reason.string("why it fails on this architecture")
+    return failures
 
 
 def load_optional(path: Path, config: BuildConfig) -> tuple[UpstreamSuite, ...]:
@@ -95,11 +102,15 @@ def failures_from_go_test_json(lines: list[str]) -> tuple[dict[tuple[str, str], 
         except json.JSONDecodeError:
             continue
         package, test, action = event.get("Package", ""), event.get("Test") or PACKAGE_LEVEL, event.get("Action")
+        if action == "build-output":
+            # The compiler's and linker's words on a package that did not build (ImportPath "p.test" or "p [p.test]").
+            package = event.get("ImportPath", "").split(" ")[0].removesuffix(".test")
+            action = "output"
         key = (package, test)
         if action == "output":
             output.setdefault(key, []).append(event.get("Output", ""))
         elif action == "fail":
-            failed[key] = "".join(output.get(key, [])[-12:]).strip()
+            failed[key] = _telling_line(output.get(key, []))
         elif action == "pass" and test != PACKAGE_LEVEL:
             passed += 1
         elif action == "skip" and test != PACKAGE_LEVEL:
@@ -115,13 +126,31 @@ def failures_from_go_test_json(lines: list[str]) -> tuple[dict[tuple[str, str], 
     return innermost, passed, skipped
 
 
-def classify(failed: dict[tuple[str, str], str], known: dict[tuple[str, str], str], ran_packages: set[str]) -> list[Outcome]:
+_TELLING = re.compile(r"^\s*(panic:|fatal error:|.*undefined reference|.*\bError:|.*error:|.*must be set)", re.IGNORECASE)
+
+
+def _telling_line(output: list[str]) -> str:
+    """The line that says why: a panic, a build or link error, or else the last words before the verdict."""
+    lines = [line.rstrip() for chunk in output for line in chunk.splitlines() if line.strip()]
+    for line in lines:
+        if _TELLING.match(line):
+            return line.strip()
+    verdicts = ("FAIL", "--- FAIL", "=== RUN", "ok ")
+    words = [line.strip() for line in lines if not line.lstrip().startswith(verdicts)]
+    return words[-1] if words else (lines[-1].strip() if lines else "")
+
+
+def classify(
+    failed: dict[tuple[str, str], str], known: dict[tuple[str, str], str], ran_packages: set[str], environment: dict[tuple[str, str], str] | None = None
+) -> list[Outcome]:
     outcomes = []
     for (package, test), detail in sorted(failed.items()):
         if (package, test) in known:
             outcomes.append(Outcome(package, test, "known-failure", known[(package, test)]))
+        elif (package, test) in (environment or {}):
+            outcomes.append(Outcome(package, test, "environment", (environment or {})[(package, test)]))
         else:
-            outcomes.append(Outcome(package, test, "FAIL", detail.splitlines()[-1] if detail else "failed"))
+            outcomes.append(Outcome(package, test, "FAIL", detail or "failed"))
     for (package, test), reason in sorted(known.items()):
         if (package, test) not in failed and package in ran_packages:
             outcomes.append(Outcome(package, test, "FIXED?", f"passes now: remove it from upstream-tests.yaml ({reason})"))
@@ -158,12 +187,12 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
     returncode = stream(argv, log=log, on_line=on_line, env=env, cwd=tree)
     failed, passed, skipped = failures_from_go_test_json(lines)
     ran_packages = {json.loads(line).get("Package", "") for line in lines if line.startswith("{") and '"Action":"start"' in line}
-    outcomes = classify(failed, suite.known_failures, ran_packages)
+    outcomes = classify(failed, suite.known_failures, ran_packages, suite.environment_failures)
     seconds = round(time.monotonic() - start, 1)
     for o in outcomes:
         print(f"{o.status:>13}  {o.package} {o.test}: {o.detail}")
-    known = sum(o.status == "known-failure" for o in outcomes)
-    print(f"{component.name}: {passed} passed, {skipped} skipped, {len(failed)} failed ({known} known) in {seconds} s")
+    known = sum(o.status in ("known-failure", "environment") for o in outcomes)
+    print(f"{component.name}: {passed} passed, {skipped} skipped, {len(failed)} failed ({known} listed) in {seconds} s")
     report = {
         "component": component.name, "goarch": env["GOARCH"], "packages": list(suite.packages), "seconds": seconds,
         "passed": passed, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes],

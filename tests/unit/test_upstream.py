@@ -75,8 +75,32 @@ def test_innermost_failures_with_their_output_and_counts() -> None:
     assert (passed, skipped) == (1, 1)
 
 
+def test_a_package_that_does_not_link_names_the_linker_error() -> None:
+    build = {"ImportPath": "example.com/c.test", "Action": "build-output"}
+    lines = [
+        json.dumps({**build, "Output": "# example.com/c.test\n"}),
+        json.dumps({**build, "Output": "/tmp/go-build/escape.cgo2.c:54: undefined reference to `escape_json_string'\n"}),
+        json.dumps({**build, "Output": "collect2: error: ld returned 1 exit status\n"}),
+        event("output", package="example.com/c", output="FAIL\texample.com/c [build failed]\n"),
+        event("fail", package="example.com/c"),
+    ]
+    failed, _, _ = failures_from_go_test_json(lines)
+    assert failed == {("example.com/c", PACKAGE_LEVEL): "/tmp/go-build/escape.cgo2.c:54: undefined reference to `escape_json_string'"}
+
+
+def test_a_panic_at_init_is_the_reason() -> None:
+    lines = [
+        event("output", package="example.com/i", output="panic: getImages error: permission denied\n"),
+        event("output", package="example.com/i", output="goroutine 1 [running]:\n"),
+        event("output", package="example.com/i", output="FAIL\texample.com/i\t0.02s\n"),
+        event("fail", package="example.com/i"),
+    ]
+    failed, _, _ = failures_from_go_test_json(lines)
+    assert failed == {("example.com/i", PACKAGE_LEVEL): "panic: getImages error: permission denied"}
+
+
 def test_known_failures_are_shown_new_ones_fail_and_fixed_ones_must_go() -> None:
-    failed = {("p", "TestOld"): "boom", ("p", "TestNew"): "line 1\nlast line"}
+    failed = {("p", "TestOld"): "boom", ("p", "TestNew"): "last line"}
     known = {("p", "TestOld"): "int overflow on 386", ("p", "TestGone"): "was flaky", ("q", "TestNotRun"): "q was not tested"}
     outcomes = classify(failed, known, ran_packages={"p"})
     assert outcomes == [
@@ -84,3 +108,10 @@ def test_known_failures_are_shown_new_ones_fail_and_fixed_ones_must_go() -> None
         Outcome("p", "TestOld", "known-failure", "int overflow on 386"),
         Outcome("p", "TestGone", "FIXED?", "passes now: remove it from upstream-tests.yaml (was flaky)"),
     ]
+
+
+def test_machine_caused_failures_may_fail_or_pass() -> None:
+    environment = {("p", "TestNeedsInternet"): "clones from the internet"}
+    failing = classify({("p", "TestNeedsInternet"): "could not resolve host"}, {}, {"p"}, environment)
+    assert failing == [Outcome("p", "TestNeedsInternet", "environment", "clones from the internet")]
+    assert classify({}, {}, {"p"}, environment) == []
