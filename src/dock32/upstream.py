@@ -140,6 +140,21 @@ def _telling_line(output: list[str]) -> str:
     return words[-1] if words else (lines[-1].strip() if lines else "")
 
 
+def package_results(lines: list[str]) -> dict[str, str]:
+    """Each package's verdict: pass, fail, or skip (no test files)."""
+    results: dict[str, str] = {}
+    for line in lines:
+        if not line.startswith("{") or '"Test"' in line:
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("Action") in ("pass", "fail", "skip") and event.get("Package"):
+            results[event["Package"]] = event["Action"]
+    return dict(sorted(results.items()))
+
+
 def classify(
     failed: dict[tuple[str, str], str], known: dict[tuple[str, str], str], ran_packages: set[str], environment: dict[tuple[str, str], str] | None = None
 ) -> list[Outcome]:
@@ -186,7 +201,8 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
 
     returncode = stream(argv, log=log, on_line=on_line, env=env, cwd=tree)
     failed, passed, skipped = failures_from_go_test_json(lines)
-    ran_packages = {json.loads(line).get("Package", "") for line in lines if line.startswith("{") and '"Action":"start"' in line}
+    per_package = package_results(lines)
+    ran_packages = set(per_package)
     outcomes = classify(failed, suite.known_failures, ran_packages, suite.environment_failures)
     seconds = round(time.monotonic() - start, 1)
     for o in outcomes:
@@ -194,8 +210,8 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
     known = sum(o.status in ("known-failure", "environment") for o in outcomes)
     print(f"{component.name}: {passed} passed, {skipped} skipped, {len(failed)} failed ({known} listed) in {seconds} s")
     report = {
-        "component": component.name, "goarch": env["GOARCH"], "packages": list(suite.packages), "seconds": seconds,
-        "passed": passed, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes],
+        "component": component.name, "goarch": env["GOARCH"], "patterns": list(suite.packages), "seconds": seconds,
+        "passed": passed, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes], "packages": per_package,
     }
     (layout.target_dir / f"upstream-tests-{component.name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     bad = [o for o in outcomes if o.status in ("FAIL", "FIXED?")]

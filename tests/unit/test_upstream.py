@@ -9,7 +9,7 @@ import pytest
 
 from dock32.config import load_config
 from dock32.errors import ConfigError
-from dock32.upstream import PACKAGE_LEVEL, Outcome, classify, failures_from_go_test_json, load_upstream_suites
+from dock32.upstream import PACKAGE_LEVEL, Outcome, classify, failures_from_go_test_json, load_upstream_suites, package_results
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")
@@ -73,6 +73,7 @@ def test_innermost_failures_with_their_output_and_counts() -> None:
     failed, passed, skipped = failures_from_go_test_json(lines)
     assert failed == {("example.com/p", "TestB/sub"): "want 4, got 8", ("example.com/broken", PACKAGE_LEVEL): "undefined: x"}
     assert (passed, skipped) == (1, 1)
+    assert package_results(lines) == {"example.com/broken": "fail", "example.com/p": "fail"}
 
 
 def test_a_package_that_does_not_link_names_the_linker_error() -> None:
