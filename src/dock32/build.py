@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from dock32 import atomic
 from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
@@ -21,16 +21,8 @@ from dock32.toolchain import ResolvedToolchain, resolve
 STAMP = ".dock32-prepared"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
-
-
 def provision_toolchain(config: BuildConfig, toolchains: Toolchains, settings: Settings, layout: Layout) -> None:
-    _write_atomically(layout.toolchain_record, resolve(config, toolchains, settings).to_json())
+    atomic.write_text(layout.toolchain_record, resolve(config, toolchains, settings).to_json())
 
 
 def fetch_source(component: Component, settings: Settings, layout: Layout) -> None:
@@ -39,7 +31,7 @@ def fetch_source(component: Component, settings: Settings, layout: Layout) -> No
         fetched = fetch_module(component.name, component.source, Path(go), settings)
     else:
         fetched = fetch_archive(component.name, component.source, settings)
-    _write_atomically(layout.source_record(component.name), json.dumps(fetched.to_json(), indent=2, sort_keys=True) + "\n")
+    atomic.write_text(layout.source_record(component.name), json.dumps(fetched.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 PATCHED_MODULES_DIR = "_dock32/modules"
@@ -241,4 +233,4 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
         "components": components,
         "binaries": binaries,
     }
-    _write_atomically(layout.manifest, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic.write_text(layout.manifest, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
+from dock32 import atomic
 from dock32.config import BuildConfig, DebPackage, GoModuleSource, Packaging
 from dock32.errors import PackageError
 from dock32.layout import Layout
@@ -255,8 +256,8 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
         control["SHA256"] = hashes["sha256"]
         stanzas.append(control.dump())
     index = "\n".join(stanzas).encode()
-    (dist / "Packages").write_bytes(index)
-    (dist / "Packages.gz").write_bytes(_gzip_reproducibly(index, config.release.epoch))
+    atomic.write_bytes(dist / "Packages", index)
+    atomic.write_bytes(dist / "Packages.gz", _gzip_reproducibly(index, config.release.epoch))
     release = Deb822()
     release["Origin"] = "dock32"
     release["Label"] = "dock32"
@@ -268,14 +269,19 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     indexes = {name: _hashes(dist / name) for name in ("Packages", "Packages.gz")}
     release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in indexes.items())
     release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in indexes.items())
-    (dist / "Release").write_text(release.dump(), encoding="utf-8")
+    atomic.write_text(dist / "Release", release.dump())
     for signed in ("InRelease", "Release.gpg"):
         (dist / signed).unlink(missing_ok=True)
     if packaging.gpg_key:
         log = layout.log("repository")
         gpg = ["gpg", "--batch", "--yes", "--local-user", packaging.gpg_key]
-        run([*gpg, "--clearsign", "-o", dist / "InRelease", dist / "Release"], log=log, what="sign Release", error=PackageError)
-        run([*gpg, "--armor", "--detach-sign", "-o", dist / "Release.gpg", dist / "Release"], log=log, what="sign Release", error=PackageError)
+        for signed, how in (("InRelease", "--clearsign"), ("Release.gpg", "--detach-sign")):
+            partial = dist / f".{signed}.partial"
+            try:
+                run([*gpg, "--armor", how, "-o", partial, dist / "Release"], log=log, what="sign Release", error=PackageError)
+                partial.replace(dist / signed)
+            finally:
+                partial.unlink(missing_ok=True)
 
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
     manifest["packages"] = {
@@ -283,7 +289,7 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     }
     manifest["distro"] = packaging.distro_name
     manifest["compression"] = packaging.compression
-    (dist / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic.write_text(dist / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     listed = sorted(p.name for p in dist.iterdir() if p.is_file() and p.name != "SHA256SUMS")
     digests = {n: hashed[n]["sha256"] if n in hashed else _hashes(dist / n)["sha256"] for n in listed}
-    (dist / "SHA256SUMS").write_text("".join(f"{digests[n]}  {n}\n" for n in listed), encoding="utf-8")
+    atomic.write_text(dist / "SHA256SUMS", "".join(f"{digests[n]}  {n}\n" for n in listed))

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dock32 import atomic
 from dock32.build import go_build_env
 from dock32.config import BuildConfig, GoModuleSource
 from dock32.errors import BuildError
@@ -213,7 +214,7 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
         "component": component.name, "goarch": env["GOARCH"], "patterns": list(suite.packages), "seconds": seconds,
         "passed": passed, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes], "packages": per_package,
     }
-    (layout.target_dir / f"upstream-tests-{component.name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic.write_text(layout.target_dir / f"upstream-tests-{component.name}.json", json.dumps(report, indent=2) + "\n")
     bad = [o for o in outcomes if o.status in ("FAIL", "FIXED?")]
     if not any(line.startswith("{") for line in lines) and returncode != 0:
         raise BuildError(f"go test did not run in {component.name} (exit {returncode}): {lines[-1].strip() if lines else ''}", hint=f"see {log}")

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from dock32 import atomic
 from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
 from dock32.debs import build_deb, package_version, write_repository
@@ -550,7 +551,7 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
     for r in results:
         print(f"{r.name:<{width}}  {r.status:<7} {r.seconds:7.1f}")
     report = {"target": config.target, "scenarios": [asdict(r) for r in results], "daemon_logs": daemon_logs}
-    (layout.target_dir / "verify.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic.write_text(layout.target_dir / "verify.json", json.dumps(report, indent=2) + "\n")
     failed = [r.name for r in results if r.status in ("FAIL", "FIXED?")]
     if failed:
         raise VerifyError(
