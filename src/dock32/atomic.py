@@ -1,5 +1,6 @@
 """Files that a later run or doit's dependency check trusts are written under a temporary name beside their
-final one and renamed into place only when complete: a crash leaves the old file or none, never half of one."""
+final one and renamed into place only when complete: a crash leaves the old file or none, never half of one.
+Whatever a killed run left under a *.partial name is removed by the next run (workspace.sweep_leftovers)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 def write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -13,7 +13,7 @@ from doit.doit_cmd import DoitMain
 
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
-from dock32.tasks import ErrorKind, Project, doit_config, doit_tasks, fail, load_project
+from dock32.tasks import ErrorKind, Project, claim_workspace, doit_config, doit_tasks, fail, load_project
 
 COMMANDS = {
     "setup": [],
@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     doit_argv = COMMANDS[args.command] + doit_args
     if args.command == "build" and doit_args:
         doit_argv = ["run", *doit_args]
+    try:
+        claim_workspace(loaded.settings, doit_argv)
+    except Dock32Error as exc:
+        fail(exc)
     code: int = DoitMain(_Loader(loaded)).run(doit_argv)
     if code != 0 and ErrorKind.exit_code is not None:
         return ErrorKind.exit_code

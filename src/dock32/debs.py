@@ -191,7 +191,7 @@ def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, la
     """Stage, pack with dpkg-deb, and for xz recompress the data member; the .deb appears only when complete."""
     dist = layout.dist_dir
     dist.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{package.name}.", dir=layout.target_dir))
+    work = Path(tempfile.mkdtemp(prefix=f"{package.name}.", suffix=".partial", dir=layout.target_dir))
     log = layout.log(f"package-{package.name}")
     log.unlink(missing_ok=True)
     try:

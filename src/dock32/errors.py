@@ -45,3 +45,9 @@ class PackageError(Dock32Error):
 
 class VerifyError(Dock32Error):
     exit_code = 8
+
+
+class Interrupted(Dock32Error):
+    """Ctrl-C or SIGTERM: the running commands were stopped and nothing half-written was kept."""
+
+    exit_code = 130

@@ -61,7 +61,7 @@ def unmount_below(folder: Path) -> None:
     prefix = str(folder)
     points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
-        capture(["umount", "--lazy", point])
+        capture(["umount", "--lazy", point], cleanup=True)
 
 
 @contextlib.contextmanager
@@ -80,8 +80,8 @@ def overlay(lower: Path, scratch: Path, log: Path) -> Iterator[Path]:
         shutil.copyfile("/etc/resolv.conf", merged / "etc" / "resolv.conf", follow_symlinks=True)
         yield merged
     finally:
-        if capture(["umount", merged]).returncode != 0:
-            capture(["umount", "--lazy", merged])
+        if capture(["umount", merged], cleanup=True).returncode != 0:
+            capture(["umount", "--lazy", merged], cleanup=True)
 
 
 def chroot_run(root: Path, argv: list[str], log: Path, what: str) -> None:

@@ -2,15 +2,79 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from dock32.errors import BuildError, Dock32Error
+from dock32.errors import BuildError, Dock32Error, Interrupted
 
 LOG_TAIL_LINES = 25
+STOP_GRACE_SECONDS = 5
+
+# Every command running now, so that Ctrl-C or SIGTERM can stop them all (doit runs tasks in threads, and a
+# signal reaches only the main one). Each runs in a process group of its own: stopping it stops what it
+# started too (go build's compile and link).
+_running: set[subprocess.Popen[Any]] = set()
+_running_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop_all() -> None:
+    """Stop every running command (SIGTERM to its group, SIGKILL after a grace period) and refuse new ones."""
+    _stopping.set()
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def dying_with_us(argv: Sequence[str | Path]) -> list[str]:
+    """argv, started so that the kernel kills it when the thread that started it dies, even by SIGKILL: a killed
+    build leaves no command running on (util-linux's setpriv sets the parent-death signal, which survives exec)."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *(str(a) for a in argv)]
+
+
+def stopping() -> bool:
+    return _stopping.is_set()
+
+
+@contextlib.contextmanager
+def _started(argv: Sequence[str | Path], cleanup: bool = False, **popen: Any) -> Iterator[subprocess.Popen[Any]]:
+    """cleanup: a command that undoes something (umount, stopping daemons), which must run even while stopping."""
+    if _stopping.is_set() and not cleanup:
+        raise Interrupted(f"interrupted before `{argv[0]}` started")
+    process: subprocess.Popen[Any] = subprocess.Popen(dying_with_us(argv), start_new_session=True, **popen)
+    with _running_lock:
+        _running.add(process)
+    try:
+        yield process
+        process.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    finally:
+        with _running_lock:
+            _running.discard(process)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    if _stopping.is_set() and not cleanup:
+        raise Interrupted(f"`{argv[0]}` was stopped")
 
 
 def command_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
@@ -43,7 +107,9 @@ def run(
     line = command_line(argv, env, cwd)
     if log is None:
         try:
-            code = subprocess.run([str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False).returncode
+            with _started(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL) as process:
+                pass
+            code = process.returncode
         except FileNotFoundError:
             raise error(f"{what or argv[0]}: command not found: {argv[0]}") from None
         if code != 0:
@@ -54,21 +120,14 @@ def run(
         out.write(f"$ {line}\n")
         out.flush()
         try:
-            result = subprocess.run(
-                [str(a) for a in argv],
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+            with _started(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT) as process:
+                pass
         except FileNotFoundError:
             raise error(f"{what or argv[0]}: command not found: {argv[0]}", hint="run `dock32 doctor` to see what to install") from None
-    if result.returncode != 0:
+    if process.returncode != 0:
         tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-LOG_TAIL_LINES:])
         raise error(
-            f"{what + ': ' if what else ''}command failed with exit code {result.returncode}: {line}\n"
+            f"{what + ': ' if what else ''}command failed with exit code {process.returncode}: {line}\n"
             f"--- last lines of {log} ---\n{tail.rstrip()}",
             hint=f"full log: {log}",
         )
@@ -76,33 +135,44 @@ def run(
 
 def stream(argv: Sequence[str | Path], *, log: Path, on_line: Callable[[str], None], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
     """Run a long command whose output is read as it comes (go test -json): each line goes to log and to on_line.
-    Returns the exit code; Ctrl-C stops the command before it propagates."""
-    with log.open("w", encoding="utf-8") as out, subprocess.Popen(
-        [str(a) for a in argv], cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+    Returns the exit code."""
+    with log.open("w", encoding="utf-8") as out, _started(
+        argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
     ) as process:
         assert process.stdout is not None
-        try:
-            for line in process.stdout:
-                out.write(line)
-                on_line(line)
-        except BaseException:
-            process.kill()
-            raise
-        return process.wait()
+        for line in process.stdout:
+            out.write(line)
+            on_line(line)
+    return process.returncode
 
 
-def capture(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a short query command (go env, go version -m, pkg-config) and return its output; never raises on exit code."""
+def capture(
+    argv: Sequence[str | Path],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    input: bytes | None = None,
+    timeout: float | None = None,
+    inherit_env: bool = True,
+    cleanup: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run a short query command (go env, go version -m, pkg-config) and return its output; never raises on exit code.
+
+    input, if given, goes to its standard input; after timeout seconds it is killed (exit code -9). inherit_env=False
+    gives it env alone. cleanup=True runs it even while dock32 is stopping (umount, stopping daemons).
+    """
+    environment = {**os.environ, **(env or {})} if inherit_env else dict(env or {})
     try:
-        return subprocess.run(
-            [str(a) for a in argv],
-            cwd=cwd,
-            env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        with _started(
+            argv, cleanup=cleanup, cwd=cwd, env=environment, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
     except FileNotFoundError:
         return subprocess.CompletedProcess([str(a) for a in argv], 127, "", f"command not found: {argv[0]}")
+    return subprocess.CompletedProcess([str(a) for a in argv], process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))

@@ -16,9 +16,9 @@ from doit.reporter import ConsoleReporter
 from doit.task import clean_targets
 from doit.tools import config_changed
 
-from dock32 import doctor
+from dock32 import doctor, workspace
 from dock32.config import BuildConfig, DebPackage, Toolchains, load_config, load_packages, load_toolchains
-from dock32.errors import Dock32Error
+from dock32.errors import Dock32Error, Interrupted
 from dock32.plan import PlannedTask, plan_build, remove_folders
 from dock32.settings import Settings, settings_from_env
 from dock32.upstream import UpstreamSuite, load_optional
@@ -42,10 +42,12 @@ def _guarded(action: Callable[[], None]) -> Callable[[], Any]:
         try:
             action()
         except Dock32Error as exc:
-            if ErrorKind.exit_code is None:
+            if ErrorKind.exit_code is None or isinstance(exc, Interrupted):
                 ErrorKind.exit_code = exc.exit_code
             message = f"{exc}\n{traceback.format_exc()}" if debug_enabled() else str(exc)
-            return TaskFailed(message)
+            failure = TaskFailed(message)
+            failure.dock32_error = exc  # the reporter tells an interruption from a failure
+            return failure
         return None
 
     return run_action
@@ -122,6 +124,10 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
         self.failures.append({"task": task, "exception": fail})
 
     def complete_run(self) -> None:
+        if any(isinstance(getattr(r["exception"], "dock32_error", None), Interrupted) for r in self.failures):
+            stopped = ", ".join(r["task"].name for r in self.failures)
+            sys.stderr.write(f"error: interrupted: stopped {stopped}; nothing half-written was kept, run the same command again to go on\n")
+            self.failures = []
         for result in self.failures:
             exception = result["exception"]
             message = exception.message if isinstance(exception, TaskFailed) else exception.get_msg()
@@ -136,8 +142,10 @@ def doit_config(settings: Settings) -> dict[str, Any]:
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     return {
         "default_tasks": ["build"],
-        "dep_file": str(settings.build_dir / ".doit.db"),
-        "backend": "json",
+        # sqlite3: doit writes its json backend in place at the end of a run, so a run killed while writing
+        # leaves a file the next run cannot read; sqlite commits or rolls back.
+        "dep_file": str(settings.build_dir / ".doit.sqlite3"),
+        "backend": "sqlite3",
         "reporter": Dock32Reporter,
         "verbosity": 1,
         # Independent tasks (two Go builds, two packages) run side by side; threads, since the work is in subprocesses.
@@ -159,6 +167,13 @@ def load_project(project_dir: Path, offline: bool | None = None) -> Project:
         packages=load_packages(packages_file, config) if packages_file.is_file() else (),
         upstream_suites=load_optional(project_dir / "upstream-tests.yaml", config),
     )
+
+
+def claim_workspace(settings: Settings, doit_argv: list[str]) -> None:
+    """Before doit reads its database: one task-running build per workspace, stopped cleanly by Ctrl-C or SIGTERM."""
+    if workspace.doit_command(doit_argv) not in workspace.READ_ONLY_COMMANDS:
+        workspace.hold_lock(settings.build_dir, settings.dist_dir)
+        workspace.stop_on_signals()
 
 
 def fail(exc: Dock32Error) -> None:

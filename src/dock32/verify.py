@@ -33,7 +33,7 @@ from dock32.debs import build_deb, package_version, write_repository
 from dock32.errors import VerifyError
 from dock32.layout import Layout
 from dock32.rootfs import chroot_run, ensure_root, overlay
-from dock32.run import run
+from dock32.run import capture, dying_with_us, run
 from dock32.settings import Settings
 
 DAEMON_START_SECONDS = 90
@@ -147,10 +147,10 @@ class Sandbox:
         (self.data / "daemons").write_text(DAEMONS_SCRIPT, encoding="utf-8")
         self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(
-            [
+            dying_with_us([
                 "unshare", "--pid", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
                 "sh", "-c", NAMESPACE_SCRIPT, "sh", self.root, self.data,
-            ],
+            ]),
             stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + DAEMON_START_SECONDS
@@ -184,7 +184,7 @@ class Sandbox:
         if self.process.poll() is None:
             # dockerd first, so it stops its containers and tells containerd; then everything else.
             with contextlib.suppress(OSError, ValueError, IndexError):
-                self.exec(["sh", "/run/dock32/daemons", "stop"], check=False, pid_namespace=True)
+                self.exec(["sh", "/run/dock32/daemons", "stop"], check=False, pid_namespace=True, cleanup=True)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -200,17 +200,20 @@ class Sandbox:
         path = self.data / name
         return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:]) if path.is_file() else ""
 
-    def exec(self, argv: list[str], check: bool = True, stdin: bytes | None = None, pid_namespace: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run argv in the daemons' namespaces, whose / is the installed root."""
+    def exec(
+        self, argv: list[str], check: bool = True, stdin: bytes | None = None, pid_namespace: bool = False, cleanup: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run argv in the daemons' namespaces, whose / is the installed root. cleanup: run it even while stopping."""
         start = time.monotonic()
-        result = subprocess.run(
+        decoded = capture(
             ["nsenter", f"--target={self.namespace_pid}", "--net", "--mount", *(["--pid"] if pid_namespace else []), *argv],
-            input=stdin, capture_output=True, check=False, timeout=300,
+            input=stdin, timeout=300, inherit_env=False, cleanup=cleanup,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DOCKER_HOST": "unix:///run/docker.sock", "HOME": "/root", "LC_ALL": "C"},
         )
-        decoded = subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace"))
         with self.log.open("a", encoding="utf-8") as out:
             out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode}, {time.monotonic() - start:.1f} s)\n")
+        if decoded.returncode == -signal.SIGKILL:
+            raise AssertionError(f"`{' '.join(argv)}` did not finish within 300 s")
         if check and decoded.returncode != 0:
             raise AssertionError(f"`{' '.join(argv)}` exited {decoded.returncode}: {(decoded.stderr or decoded.stdout).strip()[-400:]}")
         return decoded
@@ -531,7 +534,7 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
     results: list[ScenarioResult] = []
     daemon_logs: dict[str, str] = {}
     layout.target_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="verify.", dir=layout.target_dir) as scratch_name:
+    with tempfile.TemporaryDirectory(prefix="verify.", suffix=".partial", dir=layout.target_dir) as scratch_name:
         scratch = Path(scratch_name)
         data = scratch / "data"
         data.mkdir()

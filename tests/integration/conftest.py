@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from dock32.trees import tree_hash_of_archive
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -143,3 +145,115 @@ def run_dock32(project: Path, *args: str, env: dict[str, str]) -> subprocess.Com
 def shared_go_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One dock32 cache for the Go builds of this session: the 386 standard library is compiled once."""
     return tmp_path_factory.mktemp("dock32-cache")
+
+
+# --- a tiny project built by the same code path as Docker: a cgo module, a C program, a patch -------------
+
+MAIN_GO = """\
+package main
+
+// #cgo pkg-config: libseccomp
+// #include <seccomp.h>
+import "C"
+
+import (
+\t"fmt"
+
+\t"example.com/dep"
+)
+
+var version = "unset"
+
+func main() {
+\tv := C.seccomp_version()
+\tfmt.Printf("hello %s %s libseccomp %d.%d\\n", version, dep.Greeting(), v.major, v.minor)
+}
+"""
+
+PATCH = """\
+--- a/main.go
++++ b/main.go
+@@ -15,5 +15,5 @@
+
+ func main() {
+ \tv := C.seccomp_version()
+-\tfmt.Printf("hello %s %s libseccomp %d.%d\\n", version, dep.Greeting(), v.major, v.minor)
++\tfmt.Printf("patched %s %s libseccomp %d.%d\\n", version, dep.Greeting(), v.major, v.minor)
+ }
+"""
+
+CMAKE = """\
+cmake_minimum_required(VERSION 3.5)
+project(cinit C)
+add_executable(cinit-static cinit.c)
+set_target_properties(cinit-static PROPERTIES LINK_FLAGS "-static")
+"""
+CINIT = '#include <stdio.h>\nint main(void) { printf("cinit 1.0 %u-bit\\n", (unsigned)(8 * sizeof(void *))); return 0; }\n'
+
+
+def buildcfg(go_version: str, hello_sum: str, cinit_url: str, cinit_tree: str) -> str:
+    return f"""\
+release:
+  version: "1.0.0"
+  date: "2025-11-05T14:19:32Z"
+go:
+  version: "{go_version}"
+components:
+  hello:
+    version: "1.0.0"
+    commit: abc1234
+    source:
+      module: example.com/hello
+      version: v1.0.0
+      sum: "{hello_sum}"
+    cgo: true
+    c_libraries: [libseccomp]
+    binaries:
+      hello:
+        package: .
+        ldflags: ["-X main.version={{version}}", "-extldflags -static"]
+  cinit:
+    version: "1.0"
+    commit: def5678
+    source:
+      urls: ["{cinit_url}"]
+      tree: "{cinit_tree}"
+    binaries:
+      cinit:
+        cmake_target: cinit-static
+"""
+
+
+def is_elf_i386(path: Path) -> bool:
+    header = path.read_bytes()[:20]
+    return header[:4] == b"\x7fELF" and header[4] == 1 and int.from_bytes(header[18:20], "little") == 3  # ELFCLASS32, EM_386
+
+
+def ran_tasks(stdout: str) -> list[str]:
+    """doit prints '.  task' for a task it ran and '-- task' for one that was up to date."""
+    return sorted(line[3:].strip() for line in stdout.splitlines() if line.startswith(".  "))
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, mirror: Mirror, project, shared_go_cache: Path):  # type: ignore[no-untyped-def]
+    proxy = tmp_path / "goproxy"
+    dep = publish_module(
+        proxy, "example.com/dep", "v1.0.0",
+        {"go.mod": "module example.com/dep\n\ngo 1.21\n", "dep.go": 'package dep\n\nfunc Greeting() string { return "dep-says-hi" }\n'},
+    )
+    hello = publish_module(
+        proxy, "example.com/hello", "v1.0.0",
+        {
+            "go.mod": "module example.com/hello\n\ngo 1.21\n\nrequire example.com/dep v1.0.0\n",
+            "go.sum": f"example.com/dep v1.0.0 {dep.sum}\nexample.com/dep v1.0.0/go.mod {dep.mod_sum}\n",
+            "main.go": MAIN_GO,
+        },
+    )
+    archive = make_tarball(mirror.root / "cinit-1.0.tar.gz", "cinit-1.0", {"CMakeLists.txt": CMAKE, "cinit.c": CINIT})
+    go_version = system_go_version().removeprefix("go")
+    root = project(
+        buildcfg(go_version, hello.sum, mirror.url("files/cinit-1.0.tar.gz"), tree_hash_of_archive(archive)),
+        patches={"hello": {"series": "0001-greet.patch\n", "0001-greet.patch": PATCH}},
+    )
+    env = {"GOPROXY": f"file://{proxy}", "GOSUMDB": "off", "GOFLAGS": "", "DOCK32_CACHE_DIR": str(shared_go_cache)}
+    return root, env

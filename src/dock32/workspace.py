@@ -1,0 +1,99 @@
+"""One build at a time per workspace: a second `doit build` in the same build folder stops at once, naming the first.
+
+The lock is an flock on build/.lock, held by the process for as long as it lives, so a build that is killed
+(even with SIGKILL) releases it with no stale lock file to clean up. Different workspaces (DOCK32_BUILD_DIR)
+build side by side and share the download cache, which has locks of its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from dock32 import run
+from dock32.errors import BuildError
+
+# doit commands that only read the workspace; every other one may run tasks.
+READ_ONLY_COMMANDS = frozenset({"list", "help", "info", "dumpdb", "tabcompletion", "strace"})
+
+_held: dict[Path, int] = {}
+
+
+def hold_lock(build_dir: Path, dist_root: Path | None = None) -> None:
+    """Take the workspace's lock for the rest of this process, or raise naming the process that has it; then
+    clear what killed runs left behind."""
+    build_dir = build_dir.resolve()
+    if build_dir in _held:
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    path = build_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise BuildError(
+            f"another build is running in {build_dir} (pid {holder})",
+            hint="wait for it to finish or stop it; a build in another folder (DOCK32_BUILD_DIR) can run beside it",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[build_dir] = fd
+    sweep_leftovers(build_dir, dist_root)
+
+
+# Where runs keep what they have not finished: staging trees, .partial binaries and packages, atomic writes,
+# verify's scratch folders (with their overlay mounts). Depth as the layout makes them: build/, build/<target>/,
+# build/<target>/{bin,src}/, build/sources/.
+LEFTOVER_PATTERNS = ("*.partial", "*/*.partial", "*/*/*.partial")
+
+
+def sweep_leftovers(build_dir: Path, dist_root: Path | None = None) -> list[Path]:
+    """Remove what killed runs left half-done in this workspace. Safe only while holding its lock: no other run
+    of this workspace can be writing them. Nothing here was ever trusted (only complete files are renamed into
+    place); this only keeps the folders clean."""
+    from dock32.rootfs import unmount_below
+
+    found = [p for pattern in LEFTOVER_PATTERNS for p in build_dir.glob(pattern)]
+    if dist_root is not None:
+        found += list(dist_root.glob("*/*.partial"))
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            unmount_below(path)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if found:
+        sys.stderr.write(f"removed {len(found)} leftovers of an interrupted run ({', '.join(p.name for p in found[:3])}{' ...' if len(found) > 3 else ''})\n")
+    return found
+
+
+def doit_command(argv: list[str]) -> str:
+    """The doit command that argv asks for: the first word that is not an option, `run` when there is none
+    or when it names tasks."""
+    from doit.doit_cmd import DoitMain
+
+    commands = {command.name for command in DoitMain.DOIT_CMDS}
+    words = [a for a in argv if not a.startswith("-")]
+    return words[0] if words and words[0] in commands else "run"
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C or SIGTERM (a CI timeout, systemd, kill) stops the running commands, with their children; the
+    tasks they belonged to fail as "interrupted" and nothing half-written is kept, since every output is
+    renamed into place only when complete. A second signal stops waiting for them."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if run.stopping():
+            raise KeyboardInterrupt
+        sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping the running commands (again to stop waiting)\n")
+        run.stop_all()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
