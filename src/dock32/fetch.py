@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import http.client
 import json
 import os
+import re
 import shutil
+import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import urllib3.exceptions
 from tqdm import tqdm
 
 from dock32.config import ArchiveSource, GoModuleSource
@@ -22,6 +27,7 @@ from dock32.run import capture
 from dock32.settings import Settings
 from dock32.trees import tree_hash_of_archive, unpack
 
+# How hard _download tries (see its docstring). Module constants rather than settings; the tests lower them.
 RETRIES = 4
 BACKOFF_SECONDS = 1.0
 TIMEOUT_SECONDS = 30
@@ -39,7 +45,14 @@ class FetchedSource:
 
 
 class _Transient(Exception):
-    """A failure worth retrying: connection trouble, a 5xx, a body shorter than announced."""
+    """A failure worth retrying: connection trouble, a 5xx, a body shorter than announced.
+
+    resume: the If-Range validator under which the bytes already written may be continued; None to start over.
+    """
+
+    def __init__(self, reason: str, resume: str | None = None) -> None:
+        super().__init__(reason)
+        self.resume = resume
 
 
 # --- tarballs ---------------------------------------------------------------------------------
@@ -78,43 +91,176 @@ def expand_url(url: str, settings: Settings) -> str | None:
     return url.replace("{debian_mirror}", mirror) if mirror else None
 
 
-def _download(url: str, destination: Path, label: str) -> None:
-    """Stream url to destination with a progress bar; retries transient failures with backoff, never a 4xx."""
-    for attempt in range(1, RETRIES + 1):
+def _one_line(text: str, limit: int = 200) -> str:
+    """Whitespace collapsed, at most limit characters: every reason fits on the `error:` line."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """exc and everything it wraps: requests and urllib3 nest the real cause in .reason, args, __cause__ and __context__."""
+    found: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        for inner in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return found
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)  # "[SSL: WRONG_VERSION_NUMBER] "
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", text) or (exc.reason or "handshake failed")
+
+
+def _reason(exc: BaseException) -> tuple[str, bool]:
+    """A short reason for a connection-level failure, and whether it is worth retrying (a TLS failure does not fix itself)."""
+    causes = _causes(exc)
+    for cause in causes:
+        if isinstance(cause, ssl.SSLEOFError):  # the peer hung up mid-handshake: a restarting or overloaded server
+            return "connection closed during the TLS handshake", True
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS error: {_one_line(_tls_reason(cause), 120)}", False
+    kinds: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
+        (ConnectionRefusedError, "connection refused"),
+        (socket.gaierror, "cannot resolve the host name"),
+        (ConnectionResetError, "connection reset by the server"),
+        (http.client.RemoteDisconnected, "the server closed the connection without an answer"),
+        # Not urllib3's TimeoutError: its NewConnectionError (a refused connection, say) is one of those.
+        ((TimeoutError, requests.Timeout, urllib3.exceptions.ReadTimeoutError), f"timed out after {TIMEOUT_SECONDS:g} s"),
+    ]
+    for kind, reason in kinds:
+        if any(isinstance(cause, kind) for cause in causes):
+            return reason, True
+    for cause in reversed(causes):  # the innermost OSError with an errno says it best: "network is unreachable"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:], True
+    return _one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__), True
+
+
+def _content_length(response: requests.Response) -> int | None:
+    """The announced body size in the bytes iter_content yields; None when unknown or when a Content-Encoding changes them."""
+    if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+        return None
+    try:
+        length = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return length if length > 0 else None
+
+
+def _resume_validator(response: requests.Response) -> str | None:
+    """What to send as If-Range to continue this body later: a strong ETag or Last-Modified, if the server takes byte ranges."""
+    if response.headers.get("Accept-Ranges", "").lower() != "bytes" or _content_length(response) is None:
+        return None
+    etag = response.headers.get("ETag", "")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return response.headers.get("Last-Modified") or None
+
+
+def _attempt(url: str, destination: Path, label: str, resume: str | None) -> None:
+    """One GET of url into destination; continues the bytes already there when resume (an If-Range validator) is given.
+
+    Raises _Transient for what a retry may fix, carrying the validator for the next try (None: start over), and FetchError
+    for what a retry will not fix.
+    """
+    offset = destination.stat().st_size if resume and destination.exists() else 0
+    headers = {"Accept-Encoding": "identity"}  # the exact bytes: their length is checkable and a range of them resumable
+    if offset:
+        headers.update({"Range": f"bytes={offset}-", "If-Range": resume or ""})
+    try:
+        response = requests.get(url, stream=True, timeout=TIMEOUT_SECONDS, headers=headers)
+    except requests.exceptions.TooManyRedirects:
+        raise FetchError(f"{url}: too many redirects") from None
+    except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema):
+        raise FetchError(f"{url}: not an http://, https:// or file:// URL") from None
+    except requests.exceptions.InvalidURL:
+        raise FetchError(f"{url}: invalid URL") from None
+    except requests.RequestException as exc:  # SSLError is a ConnectionError: _reason tells TLS failures apart
+        reason, transient = _reason(exc)
+        if transient:
+            raise _Transient(reason, resume=resume) from None
+        raise FetchError(f"{url}: {reason}") from None
+    with response:
+        status = _one_line(f"HTTP {response.status_code} {response.reason or ''}", 80)
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise _Transient(status, resume=resume)
+        if offset and response.status_code == 416:
+            raise _Transient(f"{status} when resuming at byte {offset}")
+        if response.status_code not in (200, 206) or (response.status_code == 206 and not offset):
+            raise FetchError(f"{url}: {status}")
+        expected = _content_length(response)
+        mode = "wb"
+        if response.status_code == 206:
+            match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+            if not match or int(match[1]) != offset:
+                got = _one_line(response.headers.get("Content-Range", "no Content-Range"), 80)
+                raise _Transient(f"resumed at the wrong place: asked for byte {offset}, got {got}")
+            mode = "ab"
+            expected = int(match[3]) if match[3] != "*" else None
+        else:
+            offset = 0
+        validator = _resume_validator(response) if response.status_code == 200 else resume
+        received = offset
         try:
-            if url.startswith("file://"):
-                shutil.copyfile(url[len("file://"):], destination)
-                return
-            with requests.get(url, stream=True, timeout=TIMEOUT_SECONDS) as response:
-                if 400 <= response.status_code < 500:
-                    raise FetchError(f"{url}: HTTP {response.status_code}")
-                if response.status_code >= 500:
-                    raise _Transient(f"HTTP {response.status_code}")
-                response.raise_for_status()
-                # Content-Length counts the bytes sent; with a Content-Encoding those are not the bytes iter_content yields.
-                encoded = response.headers.get("Content-Encoding", "identity") not in ("", "identity")
-                expected = None if encoded else int(response.headers.get("Content-Length", "0")) or None
-                received = 0
-                with destination.open("wb") as out, tqdm(
-                    total=expected, unit="B", unit_scale=True, desc=label, leave=False, disable=not sys.stderr.isatty()
-                ) as bar:
-                    for chunk in response.iter_content(chunk_size=1 << 16):
-                        out.write(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-                if expected is not None and received != expected:
-                    raise _Transient(f"body ended after {received} of {expected} bytes")
-                return
+            with destination.open(mode) as out, tqdm(
+                total=expected, initial=offset, unit="B", unit_scale=True, desc=label, leave=False, disable=not sys.stderr.isatty()
+            ) as bar:
+                for chunk in response.iter_content(chunk_size=1 << 16):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        except requests.exceptions.ContentDecodingError:
+            raise FetchError(f"{url}: cannot decode the body (Content-Encoding: {response.headers.get('Content-Encoding')})") from None
+        except requests.RequestException as exc:  # urllib3 checks Content-Length: a short body ends here, not below
+            # The bytes that came over the wire; urllib3 drops the last partial chunk, so fewer may be on disk (resume counts those).
+            arrived = offset + response.raw.tell()
+            of = f"{arrived} of {expected}" if expected is not None else f"{arrived}"
+            reason, _ = _reason(exc)
+            if reason.startswith("timed out"):
+                raise _Transient(f"body stalled after {of} bytes: {reason}", resume=validator) from None
+            raise _Transient(f"body ended after {of} bytes", resume=validator) from None
+        if expected is not None and received != expected:
+            raise _Transient(f"body ended after {received} of {expected} bytes", resume=validator if received < expected else None)
+
+
+def _download(url: str, destination: Path, label: str) -> None:
+    """Fetch url into destination with a progress bar: one line naming url for each way it can fail.
+
+    Connection refused or reset, timeouts, a 5xx (or 408/429) and a body that ends early are retried up to RETRIES
+    times, BACKOFF_SECONDS doubling between tries; a body that ended early continues with an HTTP Range request when
+    the server supports it, else starts over. A 4xx, a redirect loop and a TLS failure are not retried: they do not fix
+    themselves, and the caller moves on to the next mirror. TIMEOUT_SECONDS bounds the connect and each read (a server
+    that answers nothing, or stalls mid-body); it is not a limit on the whole download. Tests lower these constants.
+    """
+    if url.startswith("file://"):
+        try:
+            shutil.copyfile(url[len("file://"):], destination)
         except FileNotFoundError:
             raise FetchError(f"{url}: no such file") from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.TooManyRedirects, requests.exceptions.ContentDecodingError) as exc:
-            raise FetchError(f"{url}: {exc}") from None
-        except (_Transient, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except OSError as exc:
+            raise FetchError(f"{url}: {_one_line(exc.strerror or str(exc))}") from None
+        return
+    resume: str | None = None
+    for attempt in range(1, RETRIES + 1):
+        try:
+            _attempt(url, destination, label, resume)
+            return
+        except _Transient as exc:
             if attempt == RETRIES:
-                raise FetchError(f"{url}: {exc} (after {RETRIES} tries)") from None
+                raise FetchError(f"{url}: {exc} (after {RETRIES} {'try' if RETRIES == 1 else 'tries'})") from None
+            resume = exc.resume
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-        except OSError as exc:  # after the transient ones: requests' errors are OSErrors too
-            raise FetchError(f"{url}: {exc}") from None
+        except OSError as exc:  # writing the download: the disk, not the mirror (requests' own errors were handled above)
+            raise FetchError(f"{url}: cannot write {destination.name}: {_one_line(exc.strerror or str(exc))}") from None
     raise AssertionError("unreachable")
 
 
