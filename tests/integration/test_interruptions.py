@@ -1,0 +1,148 @@
+"""Killing and interrupting real builds of the tiny project, and two builds at once: nothing half-written is
+kept or trusted, no command runs on, and the next `dock32 build` finishes the job with the same outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_dock32
+
+pytestmark = pytest.mark.integration
+
+
+def start_build(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dock32.cli", "build", "--project", str(root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )
+
+
+def outputs(root: Path) -> dict[str, str]:
+    """sha256 of every binary and of the manifest."""
+    target = root / "build" / "native32-i386"
+    files = [*sorted((target / "bin").iterdir()), target / "manifest.json"]
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.partial"))
+
+
+def commands_running_in(root: Path) -> list[str]:
+    """Processes (other than pytest's own) whose command line or working folder is in the project."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if str(root) in command or cwd.startswith(str(root)):
+            found.append(f"{proc.name}: {command[:160]}")
+    return found
+
+
+def wait_until_gone(root: Path, seconds: float = 10) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while (running := commands_running_in(root)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return running
+
+
+def wait_for(path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
+        time.sleep(0.05)
+
+
+def test_sigkill_at_several_points_then_the_next_build_finishes_with_the_same_outputs(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    start = time.monotonic()
+    reference = run_dock32(root, "build", env=env)
+    whole = time.monotonic() - start
+    assert reference.returncode == 0, reference.stderr
+    expected = outputs(root)
+    for fraction in (0.1, 0.3, 0.5, 0.7, 0.9):
+        subprocess.run(["rm", "-rf", str(root / "build")], check=True)
+        build = start_build(root, env)
+        time.sleep(whole * fraction)
+        build.kill()  # SIGKILL: no handler runs, no cleanup of ours
+        build.communicate()
+        assert wait_until_gone(root) == [], f"still running after SIGKILL at {fraction:.0%}"
+        rerun = run_dock32(root, "build", env=env)
+        assert rerun.returncode == 0, f"after SIGKILL at {fraction:.0%}: {rerun.stderr}"
+        assert "Traceback" not in rerun.stderr
+        assert outputs(root) == expected, f"after SIGKILL at {fraction:.0%}"
+        assert leftovers(root) == [], f"after SIGKILL at {fraction:.0%}"
+
+
+def test_sigterm_stops_the_running_commands_and_says_so(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    build = start_build(root, env)
+    wait_for(root / "build" / "logs" / "native32-i386" / "compile-hello.log")  # go build is running
+    build.send_signal(signal.SIGTERM)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode == 130, stderr
+    stopped = next(line for line in stderr.splitlines() if line.startswith("error: "))
+    assert stopped.startswith("error: interrupted: stopped ") and "compile:hello" in stopped, stderr
+    assert stopped.endswith("nothing half-written was kept, run the same command again to go on")
+    assert "Traceback" not in stderr
+    assert wait_until_gone(root) == []
+    assert not (root / "build" / "native32-i386" / "bin" / "hello").exists()
+    assert leftovers(root) == []
+    again = run_dock32(root, "build", env=env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_ctrl_c_twice_stops_at_once(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    build = start_build(root, env)
+    wait_for(root / "build" / "logs" / "native32-i386" / "compile-hello.log")
+    build.send_signal(signal.SIGINT)
+    build.send_signal(signal.SIGINT)
+    build.communicate(timeout=60)
+    assert build.returncode != 0
+    assert wait_until_gone(root) == []
+
+
+def test_a_second_build_in_the_same_workspace_is_refused_naming_the_first(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    first = start_build(root, env)
+    lock = root / "build" / ".lock"
+    deadline = time.monotonic() + 30
+    while not (lock.exists() and lock.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = run_dock32(root, "build", env=env)
+    assert second.returncode == 6
+    assert second.stderr.strip() == (
+        f"error: another build is running in {root / 'build'} (pid {first.pid}) "
+        "(hint: wait for it to finish or stop it; a build in another folder (DOCK32_BUILD_DIR) can run beside it)"
+    )
+    listing = run_dock32(root, "list", env=env)
+    assert listing.returncode == 0, "reading the task list does not need the lock"
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert run_dock32(root, "build", env=env).returncode == 0, "the lock goes with the process that held it"
+
+
+def test_two_workspaces_build_side_by_side_from_one_cache(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    other = {**env, "DOCK32_BUILD_DIR": str(tmp_path / "other-build"), "DOCK32_DIST_DIR": str(tmp_path / "other-dist")}
+    builds = [start_build(root, env), start_build(root, other)]
+    results = [b.communicate(timeout=300) for b in builds]
+    assert [b.returncode for b in builds] == [0, 0], results
+    theirs = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted((tmp_path / "other-build" / "native32-i386" / "bin").iterdir())}
+    ours = outputs(root)
+    assert theirs == {name: digest for name, digest in ours.items() if name != "manifest.json"}
