@@ -60,6 +60,9 @@ def _copy_patched_modules(source: GoModuleSource, tree: Path, settings: Settings
 
 def prepare_source(component: Component, settings: Settings, layout: Layout) -> None:
     """Copy the pristine tree and apply the patch series; the tree appears under its name only when complete."""
+    # Fetching again right before use is a check of the cached tree (cheap unless it was touched), which
+    # fetches it anew if it was altered since the fetch task ran.
+    fetch_source(component, settings, layout)
     fetched = FetchedSource(**json.loads(layout.source_record(component.name).read_text(encoding="utf-8")))
     destination = layout.source_tree(component.name)
     destination.parent.mkdir(parents=True, exist_ok=True)

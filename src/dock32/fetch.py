@@ -21,11 +21,12 @@ import requests
 import urllib3.exceptions
 from tqdm import tqdm
 
+from dock32 import cache
 from dock32.config import ArchiveSource, GoModuleSource
 from dock32.errors import FetchError
 from dock32.run import capture
 from dock32.settings import Settings
-from dock32.trees import tree_hash_of_archive, unpack
+from dock32.trees import tree_hash_of_archive, tree_hash_of_dir, unpack
 
 # How hard _download tries (see its docstring). Module constants rather than settings; the tests lower them.
 RETRIES = 4
@@ -265,10 +266,27 @@ def _download(url: str, destination: Path, label: str) -> None:
 
 
 def fetch_archive(name: str, source: ArchiveSource, settings: Settings) -> FetchedSource:
-    """Return the pinned tree from the cache, or download it from the first mirror whose tarball matches."""
+    """Return the pinned tree from the cache, checked again, or download it from the first mirror whose tarball matches."""
     tree = settings.trees_dir / source.tree.replace(":", "-")
-    if tree.is_dir():
-        return FetchedSource(tree=tree, hash=source.tree)
+    with cache.entry_lock(settings, source.tree):
+        if tree.is_dir():
+            if cache.is_intact(tree, source.tree, tree_hash_of_dir):
+                return FetchedSource(tree=tree, hash=source.tree)
+            _discard_altered(name, tree, settings)
+        return _download_tree(name, source, tree, settings)
+
+
+def _discard_altered(name: str, tree: Path, settings: Settings) -> None:
+    cache.discard(tree)
+    if settings.offline:
+        raise FetchError(
+            f"{name}: the cached tree {tree} was altered on disk (its hash no longer matches the pin); it was removed",
+            hint="run once without --offline to fetch it again",
+        )
+    print(f"warning: {name}: the cached tree {tree.name} was altered on disk; removed, fetching it again", file=sys.stderr)
+
+
+def _download_tree(name: str, source: ArchiveSource, tree: Path, settings: Settings) -> FetchedSource:
     if settings.offline:
         raise FetchError(
             f"{name}: offline, and the cache has no tree {source.tree} (from {source.urls[0]})",
@@ -286,7 +304,11 @@ def fetch_archive(name: str, source: ArchiveSource, settings: Settings) -> Fetch
         partial = Path(tmp_name)
         try:
             _download(url, partial, name)
-            actual = tree_hash_of_archive(partial)
+            try:
+                actual = tree_hash_of_archive(partial)
+            except FetchError as exc:
+                # trees' messages start with the archive's file name, here our temporary file: the URL says more.
+                raise FetchError(f"{url}: {exc.message.removeprefix(partial.name + ': ')}", hint=exc.hint) from None
             if actual != source.tree:
                 settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
                 aside = settings.quarantine_dir / f"{name}-{actual.replace(':', '-')}{_suffix(url)}"
@@ -298,6 +320,7 @@ def fetch_archive(name: str, source: ArchiveSource, settings: Settings) -> Fetch
             partial.replace(stored)
             if not tree.is_dir():
                 unpack(stored, tree)
+            cache.remember(tree, source.tree)
             return FetchedSource(tree=tree, hash=source.tree)
         except FetchError as exc:
             failures.append(str(exc))
@@ -334,7 +357,33 @@ def go_module_env(settings: Settings) -> dict[str, str]:
 
 
 def fetch_module(name: str, source: GoModuleSource, go: Path, settings: Settings) -> FetchedSource:
-    """Download a module (the go command checks it against the checksum database) and compare it with our pin."""
+    """Download a module (the go command checks it against the checksum database) and compare it with our pin;
+    a module already in the cache is checked again (cache.is_intact) and fetched anew if it was altered."""
+    with cache.entry_lock(settings, source.ref):
+        fetched = _go_mod_download(name, source, go, settings)
+        if cache.is_intact(fetched.tree, source.sum, lambda tree: cache.module_hash(tree, source.module, source.version)):
+            return fetched
+        _discard_altered(name, fetched.tree, settings)
+        # The zip it was unpacked from goes too: go would unpack the same again.
+        for leftover in _module_download_files(settings, source):
+            leftover.unlink(missing_ok=True)
+        fetched = _go_mod_download(name, source, go, settings)
+        if not cache.is_intact(fetched.tree, source.sum, lambda tree: cache.module_hash(tree, source.module, source.version)):
+            raise FetchError(
+                f"{name}: {source.ref} in {fetched.tree} does not match its pin {source.sum} even after fetching it again",
+                hint="check GOPROXY; remove the dock32 cache's go/mod folder to start afresh",
+            )
+        return fetched
+
+
+def _module_download_files(settings: Settings, source: GoModuleSource) -> list[Path]:
+    """The module cache's download files of one version (module paths are case-escaped: A -> !a)."""
+    escaped = "".join(f"!{c.lower()}" if c.isupper() else c for c in source.module)
+    folder = settings.gomodcache / "cache" / "download" / escaped / "@v"
+    return sorted(folder.glob(f"{source.version}.*"))
+
+
+def _go_mod_download(name: str, source: GoModuleSource, go: Path, settings: Settings) -> FetchedSource:
     result = capture([go, "mod", "download", "-json", source.ref], env=go_module_env(settings), cwd=settings.cache_dir if settings.cache_dir.is_dir() else None)
     try:
         info = json.loads(result.stdout or "{}")
