@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dock32 import atomic
+from dock32 import atomic, diskspace
 from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
@@ -65,6 +65,7 @@ def prepare_source(component: Component, settings: Settings, layout: Layout) -> 
     fetch_source(component, settings, layout)
     fetched = FetchedSource(**json.loads(layout.source_record(component.name).read_text(encoding="utf-8")))
     destination = layout.source_tree(component.name)
+    diskspace.require(destination.parent, diskspace.tree_size(Path(fetched.tree)) + diskspace.SOURCE_TREE_MARGIN, f"the {component.name} source tree")
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=component.name + ".", suffix=".partial", dir=destination.parent))
     try:
@@ -138,6 +139,8 @@ def compile_binary(config: BuildConfig, component: Component, binary: GoBinary |
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(final.name + ".partial")
     partial.unlink(missing_ok=True)
+    diskspace.require(final.parent, diskspace.COMPILE_OUTPUT_NEED, f"compiling {binary.name}")
+    diskspace.require(settings.gocache, diskspace.COMPILE_CACHE_NEED, f"the Go build cache while compiling {binary.name}")
     log = layout.log(f"compile-{binary.name}")
     log.unlink(missing_ok=True)
     try:

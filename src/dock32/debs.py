@@ -14,7 +14,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from dock32 import atomic
+from dock32 import atomic, diskspace
 from dock32.config import BuildConfig, DebPackage, GoModuleSource, Packaging
 from dock32.errors import PackageError
 from dock32.layout import Layout
@@ -191,6 +191,7 @@ def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, la
     """Stage, pack with dpkg-deb, and for xz recompress the data member; the .deb appears only when complete."""
     dist = layout.dist_dir
     dist.mkdir(parents=True, exist_ok=True)
+    diskspace.require(layout.target_dir, diskspace.PACKAGE_NEED, f"packing {package.name}")
     work = Path(tempfile.mkdtemp(prefix=f"{package.name}.", suffix=".partial", dir=layout.target_dir))
     log = layout.log(f"package-{package.name}")
     log.unlink(missing_ok=True)
