@@ -13,6 +13,7 @@ from dock32.arch import Arch
 from dock32.config import Distro
 from dock32.errors import VerifyError
 from dock32.fetch import apt_debian_mirror
+from dock32.cache import entry_lock
 from dock32.run import capture, run
 from dock32.settings import Settings
 
@@ -26,6 +27,14 @@ def ensure_root(distro: Distro, arch: Arch, settings: Settings, log: Path) -> Pa
     root = settings.cache_dir / "roots" / f"{distro.vendor}-{distro.version_id}-{arch.names.debian}"
     if (root / READY).is_file():
         return root
+    # Workspaces share the cache: one debootstraps, the others wait for its root.
+    with entry_lock(settings, f"root {root.name}"):
+        if (root / READY).is_file():
+            return root
+        return _debootstrap(root, distro, arch, settings, log)
+
+
+def _debootstrap(root: Path, distro: Distro, arch: Arch, settings: Settings, log: Path) -> Path:
     if settings.offline:
         raise VerifyError(f"offline, and the cache has no {root.name} root", hint="run once online to debootstrap it")
     mirror = settings.debian_mirror or apt_debian_mirror()
