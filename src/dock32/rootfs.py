@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dock32.arch import Arch
+from dock32.cache import entry_lock
 from dock32.config import Distro
 from dock32.errors import VerifyError
 from dock32.fetch import apt_debian_mirror
-from dock32.cache import entry_lock
 from dock32.run import capture, run
 from dock32.settings import Settings
 
