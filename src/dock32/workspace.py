@@ -79,7 +79,7 @@ def doit_command(argv: list[str]) -> str:
     or when it names tasks."""
     from doit.doit_cmd import DoitMain
 
-    commands = {command.name for command in DoitMain.DOIT_CMDS}
+    commands = {command.get_name() for command in DoitMain.DOIT_CMDS}
     words = [a for a in argv if not a.startswith("-")]
     return words[0] if words and words[0] in commands else "run"
 
