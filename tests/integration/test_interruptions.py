@@ -52,7 +52,8 @@ def commands_running_in(root: Path) -> list[str]:
     return found
 
 
-def wait_until_gone(root: Path, seconds: float = 10) -> list[str]:
+def wait_until_gone(root: Path, seconds: float = 30) -> list[str]:
+    """A killed go build's own compile and link finish their step (writing only to temporary folders) and exit."""
     deadline = time.monotonic() + seconds
     while (running := commands_running_in(root)) and time.monotonic() < deadline:
         time.sleep(0.2)
