@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from dock32.config import load_config
+from dock32.settings import settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")
-BIN = ROOT / "build" / CONFIG.target / "bin"
-DIST = ROOT / "dist" / CONFIG.target
+# Where `dock32 build` puts its outputs: build/ and dist/, or DOCK32_BUILD_DIR and DOCK32_DIST_DIR.
+SETTINGS = settings_from_env(ROOT)
+BIN = SETTINGS.build_dir / CONFIG.target / "bin"
+DIST = SETTINGS.dist_dir / CONFIG.target
 
 
 def dock32(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from dock32.arch import Arch
 from dock32.rootfs import chroot_run, ensure_root, overlay
 from dock32.settings import settings_from_env
 
-from .conftest import CONFIG, DIST, ROOT, dock32
+from .conftest import CONFIG, DIST, ROOT, SETTINGS, dock32
 
 pytestmark = pytest.mark.e2e
 
@@ -205,7 +205,7 @@ def test_release_is_signed_when_a_key_is_configured(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("GNUPGHOME", str(home))
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "dock32 test <test@example.org>", "ed25519", "sign", "1d"],
                    check=True, capture_output=True)
-    layout = Layout.of(ROOT / "build", tmp_path / "dist", CONFIG.target, ROOT)
+    layout = Layout.of(SETTINGS.build_dir, tmp_path / "dist", CONFIG.target, ROOT)
     shutil.copytree(DIST, layout.dist_dir)
     packaging = dataclasses.replace(CONFIG.packaging, gpg_key="test@example.org")
     write_repository(load_packages(ROOT / "packaging" / "packages.yaml", CONFIG), CONFIG, packaging, layout)
