@@ -238,6 +238,18 @@ def _hashes(path: Path) -> dict[str, str]:
     return {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest(), "size": str(len(data))}
 
 
+def sign_release(folder: Path, key: str, log: Path | None = None) -> None:
+    """Sign folder/Release with key into InRelease (clearsigned) and Release.gpg (detached), as apt reads them."""
+    gpg = ["gpg", "--batch", "--yes", "--local-user", key]
+    for signed, how in (("InRelease", "--clearsign"), ("Release.gpg", "--detach-sign")):
+        partial = folder / f".{signed}.partial"
+        try:
+            run([*gpg, "--armor", how, "-o", partial, folder / "Release"], log=log, what="sign Release", error=PackageError)
+            partial.replace(folder / signed)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
 def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
     """A flat apt repository in dist/<target>/: Packages, Packages.gz, Release (signed if a key is configured), SHA256SUMS."""
     from debian.debfile import DebFile
@@ -274,15 +286,7 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     for signed in ("InRelease", "Release.gpg"):
         (dist / signed).unlink(missing_ok=True)
     if packaging.gpg_key:
-        log = layout.log("repository")
-        gpg = ["gpg", "--batch", "--yes", "--local-user", packaging.gpg_key]
-        for signed, how in (("InRelease", "--clearsign"), ("Release.gpg", "--detach-sign")):
-            partial = dist / f".{signed}.partial"
-            try:
-                run([*gpg, "--armor", how, "-o", partial, dist / "Release"], log=log, what="sign Release", error=PackageError)
-                partial.replace(dist / signed)
-            finally:
-                partial.unlink(missing_ok=True)
+        sign_release(dist, packaging.gpg_key, layout.log("repository"))
 
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
     manifest["packages"] = {
