@@ -3,8 +3,10 @@
 HOST_PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
+# Checks .github/workflows (tests/e2e/test_workflow.py); built from the Go module proxy into the venv.
+ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: setup build test test-all lint bench clean
+.PHONY: setup build verify test test-all lint bench clean
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
@@ -15,9 +17,14 @@ setup:
 	  sys.exit(0 if dock32.__file__.startswith('$(CURDIR)/src/') else 1)" 2>/dev/null \
 	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@$(PYTHON) -m dock32.cli setup
+	@test -x $(VENV)/bin/actionlint || GOBIN=$(VENV)/bin GOTOOLCHAIN=auto go install $(ACTIONLINT)
 
 build: setup
 	$(PYTHON) -m doit build
+
+# Install the packages into a clean i386 Debian and run real containers (root).
+verify: setup
+	$(PYTHON) -m doit verify
 
 lint: setup
 	$(PYTHON) -m ruff check src tests scripts dodo.py

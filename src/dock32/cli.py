@@ -11,6 +11,7 @@ from typing import Any
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 
+from dock32 import publish
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
 from dock32.tasks import ErrorKind, Project, claim_workspace, doit_config, doit_tasks, fail, load_project
@@ -23,6 +24,7 @@ COMMANDS = {
     "test-upstream": ["run", "test-upstream"],
     "list": ["list"],
     "clean": ["clean"],
+    "publish": [],
 }
 
 
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         help=(
             "setup: install missing build packages (root); build: all binaries and .debs; verify: install and run them; "
             "test-upstream: the components' own Go tests for the target's GOARCH; "
-            "doctor: check this machine; list: show tasks; clean: remove build outputs"
+            "doctor: check this machine; list: show tasks; clean: remove build outputs; "
+            "publish: merge targets' dist folders into one apt repository (`dock32 publish --help`)"
         ),
     )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args, doit_args = parser.parse_known_args(argv)
     if args.debug:
         os.environ["DOCK32_DEBUG"] = "1"
+    if args.command == "publish":
+        return publish_command(doit_args)
     try:
         project = args.project.resolve() if args.project else find_project(Path.cwd())
         loaded = load_project(project, offline=True if args.offline else None)
@@ -93,6 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0 and ErrorKind.exit_code is not None:
         return ErrorKind.exit_code
     return code
+
+
+def publish_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dock32 publish", description="Merge the dist/<target> folders of several builds (CI artifacts) into one apt repository."
+    )
+    parser.add_argument("targets", nargs="+", type=Path, help="dist/<target> folders, each with its manifest.json and .debs")
+    parser.add_argument("--to", type=Path, required=True, help="the repository folder to create (pool/ and dists/<codename>/)")
+    parser.add_argument("--gpg-key", help="sign each Release with this key (fingerprint or user id), into InRelease and Release.gpg")
+    args = parser.parse_args(argv)
+    try:
+        releases = publish.merge(args.targets, args.to, gpg_key=args.gpg_key)
+    except Dock32Error as exc:
+        fail(exc)
+    for release in releases:
+        print(f"wrote {release}")
+    return 0
 
 
 if __name__ == "__main__":

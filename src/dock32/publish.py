@@ -1,0 +1,108 @@
+"""`dock32 publish`: merge the flat repositories of several targets (CI artifacts) into one apt repository.
+
+Layout, as Debian's archive has it: pool/main/<first letter>/<package>/<file>.deb, and per distribution
+dists/<codename>/main/binary-<arch>/Packages(.gz) and dists/<codename>/Release, signed into InRelease and
+Release.gpg when a key is given. Each target's manifest.json says which distribution its packages are for.
+Two targets may ship the same package name (native32 and multiarch64, sse2 and softfloat): their versions
+differ, so apt sees both and the user pins one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dock32 import atomic
+from dock32.config import DISTROS
+from dock32.debs import _gzip_reproducibly, _hashes, sign_release
+from dock32.errors import PackageError
+
+COMPONENT = "main"
+
+
+@dataclass(frozen=True)
+class TargetRepo:
+    folder: Path
+    distro: str  # a DISTROS key, from the target's manifest.json
+    debs: tuple[Path, ...]
+
+
+def read_target(folder: Path) -> TargetRepo:
+    manifest_path = folder / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PackageError(f"{folder}: not a dock32 repository ({manifest_path.name}: {exc})", hint="pass the dist/<target> folders of builds") from None
+    distro = manifest.get("distro")
+    if distro not in DISTROS:
+        raise PackageError(f"{manifest_path}: unknown distro {distro!r}", hint=f"one of {', '.join(DISTROS)}")
+    debs = tuple(sorted(folder / entry["file"] for entry in manifest.get("packages", {}).values()))
+    missing = [d.name for d in debs if not d.is_file()]
+    if not debs or missing:
+        raise PackageError(f"{folder}: the manifest names packages that are not there: {', '.join(missing) or 'none listed'}")
+    return TargetRepo(folder, distro, debs)
+
+
+def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key: str | None = None) -> list[Path]:
+    """Write the merged repository into out (which must not exist yet: a publish never mixes with an old one).
+    Returns the Release files written."""
+    from debian.deb822 import Deb822
+    from debian.debfile import DebFile
+
+    if out.exists():
+        raise PackageError(f"{out} exists", hint="publish into a new folder")
+    repos = [read_target(folder) for folder in targets]
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    by_distro: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))  # distro -> arch -> stanzas
+    placed: dict[str, str] = {}
+    for repo in repos:
+        for deb in repo.debs:
+            control = Deb822(DebFile(str(deb)).control.get_content("control", encoding="utf-8"))
+            name, arch = control["Package"], control["Architecture"]
+            pool = Path("pool") / COMPONENT / name[0] / name / deb.name
+            digest = _hashes(deb)
+            if deb.name in placed and placed[deb.name] != digest["sha256"]:
+                raise PackageError(f"{deb.name}: two targets ship different files under this name ({placed[deb.name][:12]}, {digest['sha256'][:12]})")
+            if deb.name not in placed:
+                (staging / pool).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(deb, staging / pool)
+                placed[deb.name] = digest["sha256"]
+            control["Filename"] = pool.as_posix()
+            control["Size"], control["MD5sum"], control["SHA256"] = digest["size"], digest["md5"], digest["sha256"]
+            stanza = control.dump()
+            if stanza not in by_distro[repo.distro][arch]:
+                by_distro[repo.distro][arch].append(stanza)
+    when = date or datetime.now(UTC)
+    releases = []
+    for distro_name, arches in sorted(by_distro.items()):
+        distro = DISTROS[distro_name]
+        dist = staging / "dists" / distro.codename
+        indexes = []
+        for arch, stanzas in sorted(arches.items()):
+            index = "\n".join(sorted(stanzas)).encode()
+            folder = Path(COMPONENT) / f"binary-{arch}"
+            atomic.write_bytes(dist / folder / "Packages", index)
+            atomic.write_bytes(dist / folder / "Packages.gz", _gzip_reproducibly(index, int(when.timestamp())))
+            indexes += [folder / "Packages", folder / "Packages.gz"]
+        release = Deb822()
+        release["Origin"] = release["Label"] = "dock32"
+        release["Suite"] = release["Codename"] = distro.codename
+        release["Date"] = email.utils.format_datetime(when.astimezone(UTC), usegmt=True)
+        release["Architectures"] = " ".join(sorted(arches))
+        release["Components"] = COMPONENT
+        release["Description"] = f"Docker for 32-bit x86 ({distro.codename}), built by dock32"
+        hashes = {index.as_posix(): _hashes(dist / index) for index in indexes}
+        release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in hashes.items())
+        release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in hashes.items())
+        atomic.write_text(dist / "Release", release.dump())
+        if gpg_key:
+            sign_release(dist, gpg_key)
+        releases.append(out / "dists" / distro.codename / "Release")
+    staging.rename(out)
+    return releases

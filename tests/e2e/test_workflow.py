@@ -1,0 +1,130 @@
+"""The CI workflow users copy: actionlint accepts it, and its jobs' steps run here, on one target.
+
+A tiny local runner plays GitHub's part: `run:` steps go to bash in the checkout with the job's and step's
+environment and the first matrix entry; the actions it uses are emulated for what this workflow needs
+(checkout and cache: nothing to do here; upload/download-artifact: a local artifacts folder). sudo and gh
+are not on this machine: stand-ins on PATH run the command as the root we are, and record the release upload.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import CONFIG, DIST, ROOT
+
+pytestmark = pytest.mark.e2e
+
+WORKFLOW = ROOT / ".github" / "workflows" / "build.yml"
+EMULATED_ACTIONS = {"actions/checkout", "actions/cache", "actions/upload-artifact", "actions/download-artifact"}
+
+
+def expand(text: str, context: dict[str, str]) -> str:
+    """${{ name }} expressions of the workflow, from context (matrix.*, secrets.*, github.*)."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1).strip()
+        if key not in context:
+            raise AssertionError(f"the local runner has no value for ${{{{ {key} }}}}")
+        return context[key]
+
+    return re.sub(r"\$\{\{(.*?)\}\}", value, text)
+
+
+def run_job(job: dict[str, Any], context: dict[str, str], workdir: Path, artifacts: Path, tools: Path, env: dict[str, str]) -> None:
+    job_env = {k: expand(str(v), context) for k, v in (job.get("env") or {}).items()}
+    for step in job["steps"]:
+        if "uses" in step:
+            action = step["uses"].split("@")[0]
+            assert action in EMULATED_ACTIONS, f"the local runner cannot play {step['uses']}"
+            if action in ("actions/checkout", "actions/cache"):
+                continue  # the checkout is here; the cache is this machine's
+            inputs = {k: expand(str(v), context) for k, v in (step.get("with") or {}).items()}
+            if action == "actions/upload-artifact":
+                shutil.copytree(workdir / inputs["path"], artifacts / inputs["name"])
+            elif action == "actions/download-artifact":
+                pattern = inputs.get("pattern", "*")
+                for found in sorted(artifacts.glob(pattern)):
+                    shutil.copytree(found, workdir / inputs["path"] / found.name)
+            continue
+        step_env = {k: expand(str(v), context) for k, v in (step.get("env") or {}).items()}
+        script = expand(step["run"], context)
+        result = subprocess.run(
+            ["bash", "-e", "-c", script], cwd=workdir, capture_output=True, text=True, check=False,
+            env={**os.environ, **env, **job_env, **step_env, "PATH": f"{tools}:{os.environ['PATH']}"},
+        )
+        assert result.returncode == 0, f"step {step.get('name', script)!r} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+def stand_ins(folder: Path, log: Path) -> Path:
+    folder.mkdir()
+    (folder / "sudo").write_text('#!/bin/sh\n# We are root already: drop sudo and its options.\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n')
+    (folder / "gh").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    for tool in ("sudo", "gh"):
+        (folder / tool).chmod(0o755)
+    return folder
+
+
+def test_actionlint_accepts_every_workflow() -> None:
+    actionlint = ROOT / ".venv" / "bin" / "actionlint"
+    assert actionlint.is_file(), "actionlint is missing: `make setup` installs it"
+    assert shutil.which("shellcheck"), "shellcheck is missing: `make setup` installs it (actionlint checks the run: scripts with it)"
+    result = subprocess.run([actionlint, *sorted((ROOT / ".github" / "workflows").glob("*.yml"))], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_build_and_publish_jobs_run_here_on_one_target(release_build: Path, tmp_path: Path) -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    jobs = workflow["jobs"]
+    matrix = jobs["build"]["strategy"]["matrix"]["include"][0]
+    assert matrix["target"] == CONFIG.target and matrix["set"] == "", "the first matrix entry is the default target"
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    released = tmp_path / "gh.log"
+    tools = stand_ins(tmp_path / "bin", released)
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg_env = {"GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "dock32 ci <ci@dock32.invalid>", "ed25519", "sign", "1d"],
+                   check=True, capture_output=True, env={**os.environ, **gpg_env})
+    fingerprint = next(
+        line.split(":")[9] for line in subprocess.run(["gpg", "--with-colons", "--list-secret-keys"], capture_output=True, text=True, check=True,
+                                                       env={**os.environ, **gpg_env}).stdout.splitlines() if line.startswith("fpr:")
+    )
+    secret = subprocess.run(["gpg", "--batch", "--armor", "--export-secret-keys", fingerprint], capture_output=True, text=True, check=True,
+                            env={**os.environ, **gpg_env}).stdout
+    # The job imports the secret key into its own keyring: give it an empty one.
+    job_home = tmp_path / "job-gnupg"
+    job_home.mkdir(mode=0o700)
+    context = {
+        **{f"matrix.{k}": str(v) for k, v in matrix.items()},
+        "secrets.DOCK32_GPG_PRIVATE_KEY": secret, "secrets.DOCK32_GPG_KEY_ID": fingerprint,
+        "github.token": "local", "github.ref": "refs/tags/v0.0.0-local",
+    }
+    outputs = [ROOT / "repo", ROOT / "artifacts", ROOT / "dock32-apt-repository.tar.gz"]
+    assert not any(p.exists() for p in outputs), "leftovers of an earlier run in the checkout"
+    try:
+        run_job(jobs["build"], context, ROOT, artifacts, tools, {})
+        assert (artifacts / f"dist-{CONFIG.target}" / "manifest.json").is_file()
+        assert sorted(p.name for p in (artifacts / f"dist-{CONFIG.target}").glob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
+        run_job(jobs["publish"], context, ROOT, artifacts, tools, {"GNUPGHOME": str(job_home), "GITHUB_REF_NAME": "v0.0.0-local"})
+        repo = ROOT / "repo"
+        codename = CONFIG.packaging.distro.codename
+        release = repo / "dists" / codename / "Release"
+        assert "Components: main" in release.read_text() and "main/binary-i386/Packages" in release.read_text()
+        subprocess.run(["gpg", "--batch", "--verify", repo / "dists" / codename / "InRelease"], check=True, capture_output=True, env={**os.environ, **gpg_env})
+        assert sorted(p.name for p in (repo / "pool").rglob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
+        assert released.read_text().startswith("release create v0.0.0-local dock32-apt-repository.tar.gz")
+    finally:
+        for path in outputs:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
