@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,10 +13,10 @@ from typing import Any
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 
-from dock32 import publish
+from dock32 import bump, publish, report
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
-from dock32.tasks import ErrorKind, Project, claim_workspace, doit_config, doit_tasks, fail, load_project
+from dock32.tasks import ErrorKind, Project, TaskTimes, claim_workspace, doit_config, doit_tasks, fail, load_project
 
 COMMANDS = {
     "setup": [],
@@ -25,6 +27,7 @@ COMMANDS = {
     "list": ["list"],
     "clean": ["clean"],
     "publish": [],
+    "bump": [],
 }
 
 
@@ -64,12 +67,17 @@ def main(argv: list[str] | None = None) -> int:
             "setup: install missing build packages (root); build: all binaries and .debs; verify: install and run them; "
             "test-upstream: the components' own Go tests for the target's GOARCH; "
             "doctor: check this machine; list: show tasks; clean: remove build outputs; "
-            "publish: merge targets' dist folders into one apt repository (`dock32 publish --help`)"
+            "publish: merge targets' dist folders into one apt repository (`dock32 publish --help`); "
+            "bump VERSION [--dry-run] [--force]: move the pins to another Docker release, found through GOPROXY"
         ),
     )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print one JSON document on stdout at the end (tasks, timings, binaries, packages, verify results, error); doit's own output goes to stderr",
+    )
     parser.epilog = "Other arguments go to doit: `dock32 build compile:dockerd`, `dock32 list --all`."
     args, doit_args = parser.parse_known_args(argv)
     if args.debug:
@@ -80,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         project = args.project.resolve() if args.project else find_project(Path.cwd())
         loaded = load_project(project, offline=True if args.offline else None)
     except Dock32Error as exc:
+        if args.json:
+            print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))
         fail(exc)
+    if args.command == "bump":
+        try:
+            return bump.command(project, doit_args, loaded.settings)
+        except Dock32Error as exc:
+            fail(exc)
     if args.command == "setup":
         try:
             setup_host(project)
@@ -93,10 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         claim_workspace(loaded.settings, doit_argv)
     except Dock32Error as exc:
+        if args.json:
+            print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))
         fail(exc)
-    code: int = DoitMain(_Loader(loaded)).run(doit_argv)
+    if args.json and doit_argv[:1] == ["run"]:
+        # stdout is for the JSON document alone: doit's reporter writes to its output file, our tasks' prints follow.
+        doit_argv = ["run", "--output-file", "/dev/stderr", *doit_argv[1:]]
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        code: int = DoitMain(_Loader(loaded)).run(doit_argv)
     if code != 0 and ErrorKind.exit_code is not None:
-        return ErrorKind.exit_code
+        code = ErrorKind.exit_code
+    if args.json:
+        print(json.dumps(report.run_report(loaded, args.command, code, ErrorKind.message, TaskTimes.results), indent=2, sort_keys=True))
     return code
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,19 @@ class ErrorKind:
     """The exit code of the first dock32 error of this run, for the `dock32` command's own exit code."""
 
     exit_code: int | None = None
+    message: str | None = None
+
+
+class TaskTimes:
+    """What each task of this run did and how long it took, for `dock32 ... --json`."""
+
+    started: dict[str, float] = {}
+    results: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def finish(cls, name: str, status: str) -> None:
+        start = cls.started.pop(name, None)
+        cls.results[name] = {"status": status, "seconds": round(time.monotonic() - start, 2) if start is not None else 0.0}
 
 
 def debug_enabled() -> bool:
@@ -44,6 +58,7 @@ def _guarded(action: Callable[[], None]) -> Callable[[], Any]:
         except Dock32Error as exc:
             if ErrorKind.exit_code is None or isinstance(exc, Interrupted):
                 ErrorKind.exit_code = exc.exit_code
+                ErrorKind.message = str(exc).splitlines()[0]
             message = f"{exc}\n{traceback.format_exc()}" if debug_enabled() else str(exc)
             failure = TaskFailed(message)
             failure.dock32_error = exc  # the reporter tells an interruption from a failure
@@ -90,6 +105,7 @@ GROUP_DOCS = {
     "source": "Prepare every component's patched source tree",
     "compile": "Compile every binary",
     "package": "Pack every .deb",
+    "sbom": "Write every package's SPDX 2.3 SBOM beside its .deb",
     "test-upstream": "Run the components' own Go tests for the target's GOARCH (upstream-tests.yaml)",
 }
 
@@ -120,7 +136,21 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
 
     failures: list[dict[str, Any]]
 
+    def execute_task(self, task: Any) -> None:
+        TaskTimes.started[task.name] = time.monotonic()
+        super().execute_task(task)
+
+    def add_success(self, task: Any) -> None:
+        if task.actions:  # a group task (build) does nothing of its own
+            TaskTimes.finish(task.name, "ran")
+        super().add_success(task)
+
+    def skip_uptodate(self, task: Any) -> None:
+        TaskTimes.finish(task.name, "up-to-date")
+        super().skip_uptodate(task)
+
     def add_failure(self, task: Any, fail: Any) -> None:
+        TaskTimes.finish(task.name, "failed")
         self.failures.append({"task": task, "exception": fail})
 
     def complete_run(self) -> None:
