@@ -19,6 +19,8 @@ from dock32.config import BuildConfig, DebPackage, GoModuleSource, Packaging
 from dock32.errors import PackageError
 from dock32.layout import Layout
 from dock32.run import capture, run
+from dock32.signing import KEYRING, SIGNATURES, public_keyring
+from dock32.signing import sign_release as sign_release  # dock32 publish signs with it too
 
 # xz for the data member: the x86 branch filter and a 64 MiB window pack the
 # Go binaries within 5% of `xz -6` at about three times its speed (`make
@@ -238,20 +240,9 @@ def _hashes(path: Path) -> dict[str, str]:
     return {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest(), "size": str(len(data))}
 
 
-def sign_release(folder: Path, key: str, log: Path | None = None) -> None:
-    """Sign folder/Release with key into InRelease (clearsigned) and Release.gpg (detached), as apt reads them."""
-    gpg = ["gpg", "--batch", "--yes", "--local-user", key]
-    for signed, how in (("InRelease", "--clearsign"), ("Release.gpg", "--detach-sign")):
-        partial = folder / f".{signed}.partial"
-        try:
-            run([*gpg, "--armor", how, "-o", partial, folder / "Release"], log=log, what="sign Release", error=PackageError)
-            partial.replace(folder / signed)
-        finally:
-            partial.unlink(missing_ok=True)
-
-
 def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
-    """A flat apt repository in dist/<target>/: Packages, Packages.gz, Release (signed if a key is configured), SHA256SUMS."""
+    """A flat apt repository in dist/<target>/: Packages, Packages.gz, Release, SHA256SUMS; with packaging.gpg_key,
+    InRelease, Release.gpg and the key's public keyring (signing.KEYRING) too."""
     from debian.debfile import DebFile
 
     dist = layout.dist_dir
@@ -283,10 +274,13 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in indexes.items())
     release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in indexes.items())
     atomic.write_text(dist / "Release", release.dump())
-    for signed in ("InRelease", "Release.gpg"):
-        (dist / signed).unlink(missing_ok=True)
+    for name in (*SIGNATURES, KEYRING):
+        (dist / name).unlink(missing_ok=True)
     if packaging.gpg_key:
-        sign_release(dist, packaging.gpg_key, layout.log("repository"))
+        # InRelease and Release.gpg, and beside them the public key that verifies them, for `signed-by=`.
+        log = layout.log("repository")
+        fingerprint = sign_release(dist, packaging.gpg_key, log)
+        atomic.write_bytes(dist / KEYRING, public_keyring(fingerprint, log))
 
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
     manifest["packages"] = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dock32 import build, upstream
+from dock32 import build, signing, upstream
 from dock32 import debs as debs_module
 from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Toolchains
@@ -164,7 +164,9 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             always_run=True,
         )
     )
-    index_files = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")
+    index_files: tuple[str, ...] = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")
+    if packaging.gpg_key:
+        index_files += (*signing.SIGNATURES, signing.KEYRING)
     tasks.append(
         PlannedTask(
             basename="repository",
