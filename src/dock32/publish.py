@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dock32 import atomic
+from dock32 import atomic, signing
 from dock32.config import DISTROS
-from dock32.debs import _gzip_reproducibly, _hashes, sign_release
+from dock32.debs import _gzip_reproducibly, _hashes
 from dock32.errors import PackageError
 
 COMPONENT = "main"
@@ -102,7 +102,9 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
         release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in hashes.items())
         atomic.write_text(dist / "Release", release.dump())
         if gpg_key:
-            sign_release(dist, gpg_key)
+            fingerprint = signing.sign_release(dist, gpg_key)
+            # The key users name in `deb [signed-by=...]`, at the repository's top.
+            atomic.write_bytes(staging / signing.KEYRING, signing.public_keyring(fingerprint))
         releases.append(out / "dists" / distro.codename / "Release")
     staging.rename(out)
     return releases

@@ -121,6 +121,7 @@ def test_the_build_and_publish_jobs_run_here_on_one_target(release_build: Path, 
         assert "Components: main" in release.read_text() and "main/binary-i386/Packages" in release.read_text()
         subprocess.run(["gpg", "--batch", "--verify", repo / "dists" / codename / "InRelease"], check=True, capture_output=True, env={**os.environ, **gpg_env})
         assert sorted(p.name for p in (repo / "pool").rglob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
+        assert (repo / "dock32-archive-keyring.gpg").is_file()
         assert released.read_text().startswith("release create v0.0.0-local dock32-apt-repository.tar.gz")
     finally:
         for path in outputs:
