@@ -331,3 +331,48 @@ def apply_series(patches: list[Patch], tree: Path, version: str) -> list[Patch]:
             raise PatchError(f"{patch.path.name}: {_failure_summary(done.stdout + done.stderr)}")
         applied.append(patch)
     return applied
+
+
+@dataclass(frozen=True)
+class PatchCheck:
+    """What one patch of a series does to a tree at a version (`dock32 bump` reports these).
+
+    status: "outside" (its versions= range excludes the version: no longer applied), "applies", "fails" (detail names
+    the file and hunk), or "upstream" (it applies in reverse: the tree already has it, so it can be dropped).
+    """
+
+    patch: Patch
+    status: str
+    detail: str = ""
+
+
+def describe_range(patch: Patch) -> str:
+    return ",".join(op + ".".join(str(n) for n in bound) for op, bound in patch.versions)
+
+
+def check_series(patches: list[Patch], tree: Path, version: str) -> list[PatchCheck]:
+    """Check every patch of a series against tree at version, in order; each one that applies is applied (the next is
+    checked on top of it, as a build would), nothing else is changed."""
+    checks = []
+    for patch in patches:
+        if not patch.applies_to(version):
+            checks.append(PatchCheck(patch, "outside", f"versions={describe_range(patch)} excludes {version}"))
+            continue
+        try:
+            check_paths(patch, tree)
+        except PatchError as exc:
+            checks.append(PatchCheck(patch, "fails", str(exc)))
+            continue
+        base = ["patch", f"-p{patch.strip}", "--batch", "--no-backup-if-mismatch", "-d", str(tree), "-i", str(patch.path)]
+        forward = capture([*base, "--forward", "--dry-run"])
+        if forward.returncode == 0:
+            done = capture([*base, "--forward"])
+            if done.returncode == 0:
+                checks.append(PatchCheck(patch, "applies"))
+            else:
+                checks.append(PatchCheck(patch, "fails", _failure_summary(done.stdout + done.stderr)))
+        elif capture([*base, "--reverse", "--dry-run"]).returncode == 0:
+            checks.append(PatchCheck(patch, "upstream", "it applies in reverse: the tree already has its changes"))
+        else:
+            checks.append(PatchCheck(patch, "fails", _failure_summary(forward.stdout + forward.stderr)))
+    return checks
