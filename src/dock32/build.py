@@ -16,9 +16,12 @@ from dock32.layout import Layout
 from dock32.patches import apply_series, read_series
 from dock32.run import capture, run
 from dock32.settings import Settings
-from dock32.toolchain import ResolvedToolchain, resolve
+from dock32.toolchain import ResolvedToolchain, c_library_record, c_runtime_record, resolve
 
 STAMP = ".dock32-prepared"
+# Raise when write_manifest records more (2: dependency sums and replacements, the C libraries' packages, for the SBOMs):
+# the manifest task's config changes, so doit writes the manifest again.
+MANIFEST_FORMAT = 2
 
 
 def provision_toolchain(config: BuildConfig, toolchains: Toolchains, settings: Settings, layout: Layout) -> None:
@@ -175,23 +178,42 @@ def _cmake_build(
     output.chmod(0o755)
 
 
-def _go_version_m(go: str, binary: Path) -> dict[str, object]:
-    """`go version -m`: the Go version, module and dependency versions and build settings stamped in a binary."""
-    result = capture([go, "version", "-m", binary], env={"GOTOOLCHAIN": "local"})
-    if result.returncode != 0:
+def parse_go_version_m(text: str) -> dict[str, object]:
+    """`go version -m` output as data: the Go version, main package and module, each dependency as "module version"
+    (its go.sum `h1:` in sums, where it was replaced in replace) and the build settings."""
+    lines = text.splitlines()
+    if not lines:
         return {}
-    lines = result.stdout.splitlines()
-    info: dict[str, object] = {"go": lines[0].split(": ", 1)[-1].strip(), "deps": [], "settings": {}}
+    deps: list[str] = []
+    sums: dict[str, str] = {}
+    replace: dict[str, dict[str, str]] = {}
+    settings: dict[str, str] = {}
+    info: dict[str, object] = {"go": lines[0].split(": ", 1)[-1].strip(), "deps": deps, "sums": sums, "replace": replace, "settings": settings}
+    last_dep = None
     for line in lines[1:]:
         fields = line.strip().split("\t")
         if fields[0] in ("path", "mod") and len(fields) >= 2:
             info[fields[0]] = " ".join(fields[1:3])
         elif fields[0] == "dep" and len(fields) >= 3:
-            info["deps"].append(" ".join(fields[1:3]))  # type: ignore[attr-defined]
+            last_dep = fields[1]
+            deps.append(" ".join(fields[1:3]))
+            if len(fields) >= 4 and fields[3]:
+                sums[fields[1]] = fields[3]
+        elif fields[0] == "=>" and len(fields) >= 2 and last_dep is not None:
+            # The line after a dep: what the build used instead (a local folder is "(devel)" and has no sum).
+            replace[last_dep] = {"path": fields[1], **({"version": fields[2]} if len(fields) >= 3 and fields[2] else {})}
+            if len(fields) >= 4 and fields[3]:
+                replace[last_dep]["sum"] = fields[3]
         elif fields[0] == "build" and len(fields) >= 2 and "=" in fields[1]:
             key, value = fields[1].split("=", 1)
-            info["settings"][key] = value  # type: ignore[index]
+            settings[key] = value
     return info
+
+
+def _go_version_m(go: str, binary: Path) -> dict[str, object]:
+    """`go version -m`: the Go version, module and dependency versions and build settings stamped in a binary."""
+    result = capture([go, "version", "-m", binary], env={"GOTOOLCHAIN": "local"})
+    return parse_go_version_m(result.stdout) if result.returncode == 0 else {}
 
 
 def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> None:
@@ -209,6 +231,8 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
             "source_hash": record["hash"],
             "patches": stamp["patches"],
         }
+        if component.c_libraries:
+            components[component.name]["c_libraries"] = [c_library_record(lib, toolchain.c_env) for lib in component.c_libraries]
         for binary in component.binaries:
             path = layout.binary(binary.name)
             entry: dict[str, object] = {
@@ -235,6 +259,7 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
             "go_pinned": toolchain.go_pinned,
             "go_source": toolchain.go_source,
             "cc": toolchain.cc_version,
+            **({"libc": c_runtime_record(toolchain.cc)} if toolchain.cc else {}),
         },
         "components": components,
         "binaries": binaries,

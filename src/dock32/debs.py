@@ -46,6 +46,11 @@ def deb_filename(package: DebPackage, version: str, arch: str) -> str:
     return f"{package.name}_{version.split(':', 1)[-1]}_{arch}.deb"
 
 
+def sbom_filename(package: DebPackage, version: str, arch: str) -> str:
+    """The package's SPDX document beside it: docker-ce_28.5.2-1~debian.12~bookworm_i386.spdx.json (sbom.py)."""
+    return deb_filename(package, version, arch).removesuffix(".deb") + ".spdx.json"
+
+
 def _relations(package: DebPackage, config: BuildConfig, packaging: Packaging) -> dict[str, str]:
     values = placeholder_values(config, packaging)
     fields = {
@@ -283,9 +288,14 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
         atomic.write_bytes(dist / KEYRING, public_keyring(fingerprint, log))
 
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
-    manifest["packages"] = {
-        p.name: {"version": package_version(p, config, packaging), "file": deb.name, **hashed[deb.name]} for p, deb in zip(packages, debs, strict=True)
-    }
+    manifest["packages"] = {}
+    for p, deb in zip(packages, debs, strict=True):
+        version = package_version(p, config, packaging)
+        manifest["packages"][p.name] = {"version": version, "file": deb.name, **hashed[deb.name]}
+        # The build's sbom task writes it before this; a repack without one (verify's upgrade) lists none.
+        sbom = dist / sbom_filename(p, version, arch)
+        if sbom.is_file():
+            manifest["packages"][p.name].update(sbom=sbom.name, sbom_sha256=_hashes(sbom)["sha256"])
     manifest["distro"] = packaging.distro_name
     manifest["compression"] = packaging.compression
     atomic.write_text(dist / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -15,6 +15,7 @@ from typing import Any
 
 from dock32 import build, signing, upstream
 from dock32 import debs as debs_module
+from dock32 import sbom as sbom_module
 from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Toolchains
 from dock32.layout import Layout
@@ -86,7 +87,7 @@ def plan_build(
             action=functools.partial(build.write_manifest, config, settings, layout),
             file_dep=(*compile_targets, layout.toolchain_record, *(layout.source_record(c.name) for c in config.components)),
             targets=(layout.manifest,),
-            config={"release": _as_data(config.release), "target": config.target},
+            config={"release": _as_data(config.release), "target": config.target, "format": build.MANIFEST_FORMAT},
         )
     )
     if packages:
@@ -152,6 +153,24 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                 },
             )
         )
+    # Each SBOM names its .deb's hash, so it follows the .deb; the repository lists it in SHA256SUMS.
+    sboms = []
+    for package, deb in zip(packages, debs, strict=True):
+        sbom = layout.dist_dir / debs_module.sbom_filename(package, debs_module.package_version(package, config, packaging), arch)
+        sboms.append(sbom)
+        shipped = {f.binary for f in package.files if f.binary}
+        patched = sorted(c.name for c in config.components if any(b.name in shipped for b in c.binaries))
+        tasks.append(
+            PlannedTask(
+                basename="sbom",
+                name=package.name,
+                doc=f"Write {package.name}'s SPDX 2.3 SBOM: Go modules, toolchains, C sources and libraries, patches",
+                action=functools.partial(sbom_module.write_sbom, package, config, packaging, layout),
+                file_dep=(deb, layout.manifest, *(p for c in patched for p in layout.patch_files(c))),
+                targets=(sbom,),
+                config={"format": sbom_module.SBOM_FORMAT, "tool": sbom_module.TOOL_VERSION, "packaging": _as_data(packaging), "release": config.release.epoch},
+            )
+        )
     tasks.append(
         PlannedTask(
             basename="verify",
@@ -173,7 +192,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             name=None,
             doc="Write the apt repository index, SHA256SUMS and manifest into dist/<target>/",
             action=functools.partial(debs_module.write_repository, packages, config, packaging, layout),
-            file_dep=(*debs, layout.manifest),
+            file_dep=(*debs, *sboms, layout.manifest),
             targets=tuple(layout.dist_dir / name for name in index_files),
             config={"packaging": _as_data(packaging), "release": _as_data(config.release)},
         )

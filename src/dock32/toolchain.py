@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -126,6 +127,47 @@ def check_c(chosen: CToolchain, libraries: tuple[str, ...]) -> list[str]:
         if shutil.which("pkg-config") and capture(["pkg-config", "--exists", library], env=env).returncode != 0:
             problems.append(f"{library} for {chosen.host.names.debian} not found by pkg-config")
     return problems
+
+
+def _debian_owner(path: str) -> dict[str, str]:
+    """The Debian package that installed path, and its version: {} where dpkg does not know the file."""
+    owner = capture(["dpkg-query", "-S", os.path.realpath(path)])
+    if owner.returncode != 0 or ": " not in owner.stdout:
+        return {}
+    package = owner.stdout.splitlines()[0].split(": ", 1)[0].split(", ")[0]
+    query = capture(["dpkg-query", "-W", "-f", "${Version}\t${Architecture}", package])
+    version, _, arch = query.stdout.strip().partition("\t")
+    if query.returncode != 0 or not version:
+        return {}
+    try:
+        vendor = platform.freedesktop_os_release().get("ID", "debian")
+    except OSError:
+        vendor = "debian"
+    return {"deb_package": package.split(":")[0], "deb_version": version, "deb_arch": arch, "deb_vendor": vendor}
+
+
+def c_library_record(library: str, c_env: dict[str, str]) -> dict[str, str]:
+    """What a C library linked into a binary is: its pkg-config version and, where dpkg owns its .pc file, the
+    Debian package and version it came from (libseccomp: libseccomp-dev:i386 2.5.4-1+deb12u1), for the SBOM."""
+    env = {"PKG_CONFIG_LIBDIR": c_env["PKG_CONFIG_LIBDIR"]} if "PKG_CONFIG_LIBDIR" in c_env else {}
+    record = {"name": library}
+    version = capture(["pkg-config", "--modversion", library], env=env)
+    if version.returncode == 0 and version.stdout.strip():
+        record["version"] = version.stdout.strip()
+    folder = capture(["pkg-config", "--variable=pcfiledir", library], env=env).stdout.strip()
+    if folder:
+        record.update(_debian_owner(f"{folder}/{library}.pc"))
+    return record
+
+
+def c_runtime_record(cc: str) -> dict[str, str]:
+    """The C library the compiler links statically (libc.a) and the Debian package it came from, for the SBOM:
+    libc6-dev-i386-cross for the cross compiler, libc6-dev on an i386 machine."""
+    found = capture([cc, "-print-file-name=libc.a"]).stdout.strip()
+    record = {"name": "libc"}
+    if found and os.path.isabs(found):
+        record.update(_debian_owner(found))
+    return record
 
 
 def resolve(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> ResolvedToolchain:
