@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import CONFIG, DIST, ROOT
+from dock32.rootfs import ensure_root, overlay
+
+from .conftest import CONFIG, DIST, ROOT, SETTINGS
 
 pytestmark = pytest.mark.e2e
 
@@ -72,6 +74,22 @@ def stand_ins(folder: Path, log: Path) -> Path:
     return folder
 
 
+def apt_installs_from(repo: Path, codename: str, tmp_path: Path) -> None:
+    """apt in a clean i386 Debian takes the merged repository with signed-by= its keyring, and finds docker-ce there."""
+    log = tmp_path / "apt.log"
+    clean = ensure_root(CONFIG.packaging.distro, CONFIG.host_arch, SETTINGS, log)
+    with overlay(clean, tmp_path / "overlay", log) as root:
+        shutil.copytree(repo, root / "srv" / "repo")
+        (root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text(
+            f"deb [signed-by=/srv/repo/dock32-archive-keyring.gpg] file:/srv/repo {codename} main\n"
+        )
+        only_ours = ["-o", "Dir::Etc::SourceList=/etc/apt/sources.list.d/dock32.list", "-o", "Dir::Etc::SourceParts=-", "-o", "APT::Get::List-Cleanup=0"]
+        update = subprocess.run(["chroot", root, "apt-get", "update", *only_ours], capture_output=True, text=True, check=False)
+        assert update.returncode == 0 and "W:" not in update.stdout + update.stderr, update.stdout + update.stderr
+        simulate = subprocess.run(["chroot", root, "apt-get", "install", "--simulate", "docker-ce"], capture_output=True, text=True, check=False)
+        assert simulate.returncode == 0 and "Inst docker-ce " in simulate.stdout, simulate.stdout + simulate.stderr
+
+
 def test_actionlint_accepts_every_workflow() -> None:
     actionlint = ROOT / ".venv" / "bin" / "actionlint"
     assert actionlint.is_file(), "actionlint is missing: `make setup` installs it"
@@ -122,6 +140,7 @@ def test_the_build_and_publish_jobs_run_here_on_one_target(release_build: Path, 
         subprocess.run(["gpg", "--batch", "--verify", repo / "dists" / codename / "InRelease"], check=True, capture_output=True, env={**os.environ, **gpg_env})
         assert sorted(p.name for p in (repo / "pool").rglob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
         assert (repo / "dock32-archive-keyring.gpg").is_file()
+        apt_installs_from(repo, codename, tmp_path)
         assert released.read_text().startswith("release create v0.0.0-local dock32-apt-repository.tar.gz")
     finally:
         for path in outputs:
