@@ -1,8 +1,8 @@
 """`dock32 publish`: merge the flat repositories of several targets (CI artifacts) into one apt repository.
 
-Layout, as Debian's archive has it: pool/main/<first letter>/<package>/<file>.deb, and per distribution
-dists/<codename>/main/binary-<arch>/Packages(.gz) and dists/<codename>/Release, signed into InRelease and
-Release.gpg when a key is given. Each target's manifest.json says which distribution its packages are for.
+Layout, as Debian's archive has it: pool/main/<first letter>/<package>/<file>.deb (with its SPDX SBOM beside
+it), and per distribution dists/<codename>/main/binary-<arch>/Packages(.gz) and dists/<codename>/Release,
+signed into InRelease and Release.gpg when a key is given (the public keyring goes to the top). Each target's manifest.json says which distribution its packages are for.
 Two targets may ship the same package name (native32 and multiarch64, sse2 and softfloat): their versions
 differ, so apt sees both and the user pins one.
 """
@@ -30,6 +30,7 @@ class TargetRepo:
     folder: Path
     distro: str  # a DISTROS key, from the target's manifest.json
     debs: tuple[Path, ...]
+    sboms: dict[str, Path]  # .deb file name -> its SPDX document, published beside it in the pool
 
 
 def read_target(folder: Path) -> TargetRepo:
@@ -41,11 +42,13 @@ def read_target(folder: Path) -> TargetRepo:
     distro = manifest.get("distro")
     if distro not in DISTROS:
         raise PackageError(f"{manifest_path}: unknown distro {distro!r}", hint=f"one of {', '.join(DISTROS)}")
-    debs = tuple(sorted(folder / entry["file"] for entry in manifest.get("packages", {}).values()))
-    missing = [d.name for d in debs if not d.is_file()]
+    entries = manifest.get("packages", {}).values()
+    debs = tuple(sorted(folder / entry["file"] for entry in entries))
+    sboms = {entry["file"]: folder / entry["sbom"] for entry in entries if entry.get("sbom")}
+    missing = [p.name for p in (*debs, *sboms.values()) if not p.is_file()]
     if not debs or missing:
-        raise PackageError(f"{folder}: the manifest names packages that are not there: {', '.join(missing) or 'none listed'}")
-    return TargetRepo(folder, distro, debs)
+        raise PackageError(f"{folder}: the manifest names files that are not there: {', '.join(missing) or 'no packages listed'}")
+    return TargetRepo(folder, distro, debs, sboms)
 
 
 def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key: str | None = None) -> list[Path]:
@@ -72,6 +75,8 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
             if deb.name not in placed:
                 (staging / pool).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(deb, staging / pool)
+                if deb.name in repo.sboms:
+                    shutil.copyfile(repo.sboms[deb.name], (staging / pool).parent / repo.sboms[deb.name].name)
                 placed[deb.name] = digest["sha256"]
             control["Filename"] = pool.as_posix()
             control["Size"], control["MD5sum"], control["SHA256"] = digest["size"], digest["md5"], digest["sha256"]

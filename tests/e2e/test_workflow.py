@@ -140,6 +140,7 @@ def test_the_build_and_publish_jobs_run_here_on_one_target(release_build: Path, 
         subprocess.run(["gpg", "--batch", "--verify", repo / "dists" / codename / "InRelease"], check=True, capture_output=True, env={**os.environ, **gpg_env})
         assert sorted(p.name for p in (repo / "pool").rglob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
         assert (repo / "dock32-archive-keyring.gpg").is_file()
+        assert sorted(p.name for p in (repo / "pool").rglob("*.spdx.json")) == sorted(p.name for p in DIST.glob("*.spdx.json"))
         apt_installs_from(repo, codename, tmp_path)
         assert released.read_text().startswith("release create v0.0.0-local dock32-apt-repository.tar.gz")
     finally:
