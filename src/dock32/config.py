@@ -7,6 +7,8 @@ starts, with file, line and key in the message.
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,12 +150,30 @@ class Toolchains:
         return next((t for t in self.c if t.build is build and t.host is host), None)
 
 
-_GO_SUM = re.compile(r"^h1:[A-Za-z0-9+/]{43}=$")
-_TREE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_GO_VERSION = re.compile(r"^1\.\d+(\.\d+)?$")
-_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+# Every pattern is used with fullmatch: `$` would let a trailing newline through.
+_GO_SUM = re.compile(r"h1:[A-Za-z0-9+/]{43}=")
+_TREE = re.compile(r"sha256:[0-9a-f]{64}")
+_GO_VERSION = re.compile(r"1\.\d+(\.\d+)?")
+_NAME = re.compile(r"[a-z][a-z0-9-]*")
+# Config values reach programs only as argv items, never through a shell; still, values that become command-line
+# words, file names and package fields are held to the characters they need, so none can carry shell syntax.
+_VERSION = re.compile(r"v?\d+(\.\d+)+[A-Za-z0-9.+~-]*")  # also a Debian upstream version, which has no "_"
+_WORD = re.compile(r"[A-Za-z0-9.+~_-]+")  # commits, Go module versions
+_BINARY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_DEB_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]+")  # Debian policy 5.6.1
+_SECTION = re.compile(r"[a-z0-9][a-z0-9/+-]*")  # "admin", "contrib/net"
+_APT_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]+(:[a-z0-9]+)?")  # a package, optionally with :architecture
+_GO_TAG = re.compile(r"[A-Za-z0-9_.]+")
+_PATH_ELEMENT = r"[A-Za-z0-9_~+-][A-Za-z0-9._~+-]*"  # cannot start with ".": no "..", no hidden files
+# A relative path inside a tree, such as a modfile or a CMake output.
+_RELATIVE_PATH = re.compile(rf"{_PATH_ELEMENT}(/{_PATH_ELEMENT})*")
 # A Go module path: dot-separated host, then slash-separated elements (no "..", no leading "/").
-_MODULE_PATH = re.compile(r"^[a-z0-9.-]+\.[a-z]+(/[A-Za-z0-9_~+-][A-Za-z0-9._~+-]*)+$")
+_MODULE_PATH = re.compile(rf"[a-z0-9.-]+\.[a-z]+(/{_PATH_ELEMENT})*")
+# A Go package: "." or "./dir/..." in the module, or a full import path.
+_GO_PACKAGE = re.compile(rf"\.(/{_PATH_ELEMENT})*|{_MODULE_PATH.pattern}")
+# What has no business in a flag: shell syntax, backslashes and control characters. Spaces and quotes stay,
+# for -X "name=value with spaces", which Go's own flag parser reads.
+_FLAG_FORBIDDEN = re.compile(r"[;&|`$<>\\\x00-\x1f\x7f]")
 
 
 def load_config(path: Path) -> BuildConfig:
@@ -188,27 +208,64 @@ def load_config(path: Path) -> BuildConfig:
 
 def _date(node: Node) -> datetime:
     value = node.value
-    if isinstance(value, datetime):  # YAML's own timestamp type, when unquoted
-        parsed = value
-    else:
-        try:
-            parsed = datetime.fromisoformat(node.string("2025-11-05T14:19:32Z").replace("Z", "+00:00"))
-        except ValueError:
-            raise node.error("expected a date like '2025-11-05T14:19:32Z'") from None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        # YAML's own timestamp type when unquoted, else ISO 8601 text.
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(node.string("2025-11-05T14:19:32Z").replace("Z", "+00:00"))
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves the time out of years 1-9999
+        raise node.error("expected a date like '2025-11-05T14:19:32Z'") from None
 
 
 def _matching(node: Node, pattern: re.Pattern[str], example: str) -> str:
     text = node.string(example) if not isinstance(node.value, (int, float)) else str(node.value)
     if isinstance(node.value, float):
         raise node.error(f"expected a quoted string like {example!r} (YAML read {node.value!r} as a number)")
-    if not pattern.match(text):
+    if not pattern.fullmatch(text):
         raise node.error(f"expected a string like {example!r}, got {text!r}")
     return text
 
 
+def _text(node: Node, pattern: re.Pattern[str], example: str) -> str:
+    """Like _matching, but only a string will do: an unquoted 0123456 is the number 42798 to YAML, not a commit."""
+    text = node.string(example)
+    if not pattern.fullmatch(text):
+        raise node.error(f"expected a string like {example!r}, got {text!r}")
+    return text
+
+
+def _flag(node: Node, example: str) -> str:
+    """A compiler or linker flag: free text for Go's or CMake's own parser, but nothing a shell would act on."""
+    text = node.string(example)
+    bad = _FLAG_FORBIDDEN.search(text)
+    if bad:
+        raise node.error(f"{bad.group()!r} has no place in a flag: {text!r}", hint="flags go to the tools as arguments, never through a shell")
+    return text
+
+
+def _template(node: Node, fields: Collection[str], hint: str) -> str:
+    """A string with {placeholders}, each one of fields, so that str.format fills it in later without surprises."""
+    text = node.string()
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError:
+        raise node.error(f"unbalanced {{ or }} in {text!r}", hint="write {{ or }} for a literal brace") from None
+    for _, name, spec, conversion in parts:
+        if name is not None and (name not in fields or spec or conversion):
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise node.error(f"unknown placeholder {{{shown}}}", hint=hint)
+    return text
+
+
+def _path_in_tree(node: Node, example: str, text: str | None = None) -> str:
+    """A path inside some tree (the node's text, or the given part of it): no "..", no control characters."""
+    text = node.string(example) if text is None else text
+    if ".." in text.split("/") or not text.isprintable():
+        raise node.error(f"expected a path inside the tree like {example!r}, got {node.value!r}")
+    return text
+
+
 def _component(name: str, node: Node) -> Component:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise node.error("component names are lower-case words like 'engine'")
     fields = node.mapping(
         allowed=("version", "commit", "source", "binaries", "cgo", "c_libraries"),
@@ -221,8 +278,8 @@ def _component(name: str, node: Node) -> Component:
         raise binaries_node.error("no binaries listed")
     return Component(
         name=name,
-        version=_matching(fields["version"], re.compile(r"^v?\d+(\.\d+)+\S*$"), "1.7.28"),
-        commit=fields["commit"].string("89c5e8f"),
+        version=_matching(fields["version"], _VERSION, "1.7.28"),
+        commit=_text(fields["commit"], _WORD, "89c5e8f"),
         source=source,
         binaries=binaries,
         cgo=fields["cgo"].boolean() if "cgo" in fields else False,
@@ -240,10 +297,10 @@ def _source(node: Node) -> GoModuleSource | ArchiveSource:
             if key not in fields:
                 raise node.error(f"missing required key {key!r}")
         return GoModuleSource(
-            module=fields["module"].string("github.com/docker/cli"),
-            version=fields["version"].string("v28.5.2+incompatible"),
+            module=_text(fields["module"], _MODULE_PATH, "github.com/docker/cli"),
+            version=_text(fields["version"], _WORD, "v28.5.2+incompatible"),
             sum=_matching(fields["sum"], _GO_SUM, "h1:<43 base64 characters>="),
-            modfile=fields["modfile"].string("vendor.mod") if "modfile" in fields else None,
+            modfile=_text(fields["modfile"], _RELATIVE_PATH, "vendor.mod") if "modfile" in fields else None,
             patch_modules=tuple(_matching(item, _MODULE_PATH, "github.com/ishidawataru/sctp") for item in fields["patch_modules"].sequence())
             if "patch_modules" in fields
             else (),
@@ -259,35 +316,37 @@ def _source(node: Node) -> GoModuleSource | ArchiveSource:
 
 
 def _binary(name: str, node: Node, source: GoModuleSource | ArchiveSource) -> Binary:
+    if not _BINARY_NAME.fullmatch(name):
+        raise node.error("binary names are file names like 'docker-proxy'")
     if isinstance(source, GoModuleSource):
         fields = node.mapping(allowed=("package", "tags", "ldflags"), required=("package",))
-        flag_nodes = fields["ldflags"].sequence() if "ldflags" in fields else []
-        ldflags = tuple(flag_node.string("-X main.version={version}") for flag_node in flag_nodes)
-        for flag_node, flag in zip(flag_nodes, ldflags, strict=True):
-            for field in re.findall(r"{(\w+)}", flag):
-                if field not in LDFLAG_FIELDS:
-                    raise flag_node.error(f"unknown placeholder {{{field}}}", hint=f"use one of {', '.join('{' + f + '}' for f in LDFLAG_FIELDS)}")
+        ldflags = tuple(_ldflag(flag_node) for flag_node in fields["ldflags"].sequence()) if "ldflags" in fields else ()
         return GoBinary(
             name=name,
-            package=fields["package"].string("./cmd/dockerd"),
-            tags=fields["tags"].strings() if "tags" in fields else (),
+            package=_text(fields["package"], _GO_PACKAGE, "./cmd/dockerd"),
+            tags=tuple(_text(tag, _GO_TAG, "netgo") for tag in fields["tags"].sequence()) if "tags" in fields else (),
             ldflags=ldflags,
         )
     fields = node.mapping(allowed=("cmake_target", "cmake_args", "output"), required=("cmake_target",))
-    target = fields["cmake_target"].string("tini-static")
+    target = _text(fields["cmake_target"], _BINARY_NAME, "tini-static")
     return CMakeBinary(
         name=name,
         target=target,
-        args=fields["cmake_args"].strings() if "cmake_args" in fields else (),
-        output=fields["output"].string("tini-static") if "output" in fields else target,
+        args=tuple(_flag(arg, "-DCMAKE_POLICY_VERSION_MINIMUM=3.5") for arg in fields["cmake_args"].sequence()) if "cmake_args" in fields else (),
+        output=_text(fields["output"], _RELATIVE_PATH, "tini-static") if "output" in fields else target,
     )
+
+
+def _ldflag(node: Node) -> str:
+    _template(node, LDFLAG_FIELDS, hint=f"use one of {', '.join('{' + f + '}' for f in LDFLAG_FIELDS)}")
+    return _flag(node, "-X main.version={version}")
 
 
 def load_toolchains(directory: Path) -> Toolchains:
     go_root = load_yaml(directory / "go.yaml").mapping(allowed=("go",), required=("go",))
     pins: dict[str, GoToolchainPin] = {}
     for version, node in go_root["go"].mapping().items():
-        if not _GO_VERSION.match(version):
+        if not _GO_VERSION.fullmatch(version):
             raise node.error("keys are Go versions like '1.24.9'")
         sums = {platform: _matching(sum_node, _GO_SUM, "h1:...=") for platform, sum_node in node.mapping(allowed=("linux-amd64", "linux-386")).items()}
         pins[version] = GoToolchainPin(version=version, sums=sums)
@@ -303,16 +362,21 @@ def load_toolchains(directory: Path) -> Toolchains:
             CToolchain(
                 build=_arch(fields["build"].choice(arch_names)),
                 host=_arch(fields["host"].choice(arch_names)),
-                cc=fields["cc"].string("i686-linux-gnu-gcc"),
-                cflags=fields["cflags"].strings() if "cflags" in fields else (),
-                ldflags=fields["ldflags"].strings() if "ldflags" in fields else (),
-                pkg_config_libdir=fields["pkg_config_libdir"].string() if "pkg_config_libdir" in fields else None,
-                apt_packages=fields["apt"].strings(),
-                foreign_arch=fields["foreign_arch"].string("i386") if "foreign_arch" in fields else None,
+                cc=_flag(fields["cc"], "i686-linux-gnu-gcc"),
+                cflags=tuple(_flag(flag, "-O2") for flag in fields["cflags"].sequence()) if "cflags" in fields else (),
+                ldflags=tuple(_flag(flag, "-L/usr/lib/i386-linux-gnu") for flag in fields["ldflags"].sequence()) if "ldflags" in fields else (),
+                pkg_config_libdir=_flag(fields["pkg_config_libdir"], "/usr/lib/i386-linux-gnu/pkgconfig") if "pkg_config_libdir" in fields else None,
+                apt_packages=_apt_names(fields["apt"]),
+                foreign_arch=_text(fields["foreign_arch"], _NAME, "i386") if "foreign_arch" in fields else None,
             )
         )
     host = load_yaml(directory / "host.yaml").mapping(allowed=("apt",), required=("apt",))
-    return Toolchains(go=pins, c=tuple(c_toolchains), host_packages=host["apt"].strings())
+    return Toolchains(go=pins, c=tuple(c_toolchains), host_packages=_apt_names(host["apt"]))
+
+
+def _apt_names(node: Node) -> tuple[str, ...]:
+    """Debian package names: they go to apt-get as arguments and into the install command dock32 suggests."""
+    return tuple(_text(item, _APT_NAME, "libseccomp-dev:i386") for item in node.sequence())
 
 
 def _arch(debian_name: str) -> Arch:
@@ -403,7 +467,7 @@ def _packaging(node: Node | None) -> Packaging:
         return Packaging(distro_name="debian-12", compression="xz", maintainer=DEFAULT_MAINTAINER, gpg_key=None)
     fields = node.mapping(allowed=("distro", "compression", "maintainer", "gpg_key", "revision"))
     maintainer = fields["maintainer"].string("Jane Doe <jane@example.org>") if "maintainer" in fields else DEFAULT_MAINTAINER
-    if not re.match(r"^[^<>]+ <[^<>@\s]+@[^<>\s]+>$", maintainer):
+    if not re.fullmatch(r"[^<>\x00-\x1f]+ <[^<>@\s]+@[^<>\s]+>", maintainer):  # one line: it goes into each control file
         raise fields["maintainer"].error(f"expected 'Name <email>', got {maintainer!r}")
     return Packaging(
         distro_name=fields["distro"].choice(DISTROS) if "distro" in fields else "debian-12",
@@ -431,6 +495,8 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
     packages = []
     packaged: dict[str, str] = {}
     for name, node in root["packages"].mapping().items():
+        if not _DEB_NAME.fullmatch(name):
+            raise node.error("package names are Debian package names like 'docker-ce'")
         fields = node.mapping(
             allowed=(
                 "version", "source", "section", "description", "pre_depends", "depends", "recommends", "conflicts", "replaces",
@@ -439,14 +505,14 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             required=("version", "section", "description", "license_from", "copyright", "files"),
         )
         version = fields["version"].string("5:{engine}{distro_suffix}")
+        placeholders = f"use a component name ({', '.join(sorted(components))}) or distro_suffix"
         for key in ("version", "pre_depends", "depends", "recommends", "conflicts", "replaces", "provides", "enhances"):
             if key not in fields:
                 continue
             for text_node in [fields[key]] if key == "version" else fields[key].sequence():
-                for placeholder in re.findall(r"{(\w+)}", text_node.string()):
-                    if placeholder not in components | {"distro_suffix"}:
-                        names = ", ".join(sorted(components))
-                        raise text_node.error(f"unknown placeholder {{{placeholder}}}", hint=f"use a component name ({names}) or distro_suffix")
+                _template(text_node, components | {"distro_suffix"}, placeholders)
+                if not text_node.string().isprintable():  # a newline would start a new control field
+                    raise text_node.error(f"control characters in {text_node.string()!r}")
         license_from = fields["license_from"].choice(sorted(components))
         scripts = tuple(s.choice(_PACKAGE_SCRIPTS) for s in fields["scripts"].sequence()) if "scripts" in fields else ()
         files = []
@@ -463,15 +529,16 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             source = None
             if "source" in entry:
                 component, _, inner = entry["source"].string("engine:contrib/init/systemd/docker.service").partition(":")
-                if component not in components or not inner:
+                _path_in_tree(entry["source"], "engine:contrib/init/systemd/docker.service", inner)
+                if component not in components or not inner or inner.startswith("/"):
                     raise entry["source"].error("expected '<component>:<path in its source tree>'", hint=f"components: {', '.join(sorted(components))}")
                 source = (component, inner)
-            if "file" in entry and not (path.parent / "files" / entry["file"].string()).is_file():
+            if "file" in entry and not _is_file(path.parent / "files" / _path_in_tree(entry["file"], "containerd.io/config.toml")):
                 raise entry["file"].error(f"{path.parent / 'files' / entry['file'].value} does not exist")
             mode_text = entry["mode"].string("0755") if "mode" in entry else ("0755" if binary else "0644")
             if mode_text.lstrip("0") not in ("644", "755"):
                 raise entry["mode"].error(f"expected '0644' or '0755', got {mode_text!r}", hint="Debian policy: files are 0644, programs 0755")
-            to = entry["to"].string("/usr/bin/docker")
+            to = _path_in_tree(entry["to"], "/usr/bin/docker")
             if not to.startswith(("/", "{unitdir}/")):
                 raise entry["to"].error("expected an absolute path (or {unitdir}/NAME for a systemd unit)")
             if to in packaged:
@@ -490,7 +557,7 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
                 )
             )
         for script in scripts:
-            if not (path.parent / "scripts" / name / script).is_file():
+            if not _is_file(path.parent / "scripts" / name / script):
                 raise fields["scripts"].error(f"{path.parent / 'scripts' / name / script} does not exist")
 
         def strings(key: str, fields: dict[str, Node] = fields) -> tuple[str, ...]:
@@ -500,8 +567,8 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             DebPackage(
                 name=name,
                 version=version,
-                source=fields["source"].string() if "source" in fields else name,
-                section=fields["section"].string("admin"),
+                source=_text(fields["source"], _DEB_NAME, "docker-ce") if "source" in fields else name,
+                section=_text(fields["section"], _SECTION, "admin"),
                 description=fields["description"].string("Summary line\nLong text"),
                 pre_depends=strings("pre_depends"),
                 depends=strings("depends"),
@@ -517,3 +584,10 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             )
         )
     return tuple(packages)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,7 @@ class Node:
     key: str
 
     def error(self, message: str, hint: str | None = None) -> ConfigError:
-        where = f"{self.file.name}:{self.line}"
-        return ConfigError(f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}", hint)
+        return located(self.file, self.line, self.key, message, hint)
 
     # Typed accessors: each names what it expected, so a wrong type reads as a sentence.
     def mapping(self, allowed: Iterable[str] | None = None, required: Iterable[str] = ()) -> dict[str, Node]:
@@ -83,43 +83,125 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _convert(node: yaml.Node, file: Path, key: str) -> Node:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+# Aliases may repeat a subtree many times over ("billion laughs"); no real config comes near these.
+MAX_NODES = 50_000
+MAX_DEPTH = 64
+_MERGE = "tag:yaml.org,2002:merge"
+_PLAIN_NAME = re.compile(r"[^\s\[\]'\"]+")
+
+
+def one_line(text: str) -> str:
+    """Escape what would break an error line apart or hide in it: newlines, tabs and other control characters."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def located(file: Path, line: int, key: str, message: str, hint: str | None = None) -> ConfigError:
+    """The one error line of a config file: `file:line: key.path: message`, on one line whatever the file holds."""
+    text = f"{file.name}:{line}: {key}: {message}" if key else f"{file.name}:{line}: {message}"
+    return ConfigError(one_line(text), one_line(hint) if hint else None)
+
+
+def child_key(key: str, name: str) -> str:
+    """The dotted path of a key; a name that is empty or holds blanks, brackets or quotes is quoted: components['my app']."""
+    if _PLAIN_NAME.fullmatch(name):
+        return f"{key}.{name}" if key else name
+    return f"{key}[{name!r}]"
+
+
+class _Converter:
+    """yaml nodes to Nodes: checks keys, resolves merges, and refuses recursive or exploding aliases."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.loader = yaml.SafeLoader("")
+        self.count = 0
+        self.active: set[int] = set()  # nodes being converted: meeting one again is a recursive alias
+        self.checked: set[int] = set()  # mappings whose keys are checked and merges resolved
+
+    def convert(self, node: yaml.Node, key: str, depth: int = 0) -> Node:
+        line = node.start_mark.line + 1
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise located(self.file, line, key, f"more than {MAX_NODES} values (aliases expanding?)")
+        if depth > MAX_DEPTH:
+            raise located(self.file, line, key, f"nested more than {MAX_DEPTH} levels deep")
+        if id(node) in self.active:
+            raise located(self.file, line, key, "an alias refers to a value that contains it")
+        if isinstance(node, yaml.MappingNode):
+            self.active.add(id(node))
+            self._keys(node, key)
+            children: dict[str, Node] = {}
+            for key_node, value_node in node.value:  # merged keys come first, so the explicit ones win
+                name = str(key_node.value)
+                children[name] = self.convert(value_node, child_key(key, name), depth + 1)
+            self.active.discard(id(node))
+            return Node(children, self.file, line, key)
+        if isinstance(node, yaml.SequenceNode):
+            self.active.add(id(node))
+            items = [self.convert(item, f"{key}[{i}]", depth + 1) for i, item in enumerate(node.value)]
+            self.active.discard(id(node))
+            return Node(items, self.file, line, key)
+        # Scalars: let PyYAML's safe resolver decide int/bool/str, exactly as safe_load would.
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except Exception as exc:  # explicit tags like !!bool or !!timestamp fail with ValueError, KeyError, AttributeError...
+            tag = node.tag.rpartition(":")[2] if node.tag.startswith("tag:yaml.org,2002:") else node.tag
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise located(self.file, line, key, f"cannot read {node.value!r} as {tag}: {reason}", hint="quote it to keep it text") from None
+        return Node(value, self.file, line, key)
+
+    def _keys(self, node: yaml.MappingNode, key: str) -> None:
+        """Plain-text keys, no duplicates, and `<<: *anchor` merges resolved in place as safe_load does."""
+        if id(node) in self.checked:
+            return
+        self.checked.add(id(node))
         seen: set[str] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+        for key_node, value_node in node.value:
+            where = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE:
+                for source in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+                    if not isinstance(source, yaml.MappingNode):
+                        raise located(self.file, source.start_mark.line + 1, key, "<< merges a mapping or a list of mappings, nothing else")
+                    self._keys(source, key)
                 continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise located(self.file, where, key, "keys are plain text, not a list or mapping")
             name = str(key_node.value)
             if name in seen:
-                raise ConfigError(f"{file.name}:{key_node.start_mark.line + 1}: {key + '.' if key else ''}{name}: duplicate key")
+                raise located(self.file, where, child_key(key, name), "duplicate key")
             seen.add(name)
-        # Resolve `<<: *anchor` merges as safe_load does: merged keys first, so the explicit ones win.
-        yaml.SafeLoader("").flatten_mapping(node)
-        children: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            name = str(key_node.value)
-            children[name] = _convert(value_node, file, f"{key}.{name}" if key else name)
-        return Node(children, file, line, key)
-    if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(item, file, f"{key}[{i}]") for i, item in enumerate(node.value)], file, line, key)
-    # Scalars: let PyYAML's safe resolver decide int/bool/str, exactly as safe_load would.
-    value = yaml.SafeLoader("").construct_object(node, deep=True)
-    return Node(value, file, line, key)
+        self.loader.flatten_mapping(node)
 
 
 def load_yaml(path: Path) -> Node:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found", hint="run dock32 inside the project, or pass --project DIR") from None
+    except OSError as exc:
+        raise ConfigError(one_line(f"{path}: cannot read: {exc.strerror or exc}")) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise located(path, line, "", f"not valid UTF-8: byte 0x{data[exc.start]:02x}", hint="save the file as UTF-8") from None
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise located(path, line, "", f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else loader.line + 1
+        raise located(path, line, "", f"not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path.name}{line}: not valid YAML: {problem}") from None
+        raise located(path, loader.line + 1, "", f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise located(path, loader.line + 1, "", "not valid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
     if root is None:
         return Node({}, path, 1, "")
-    return _convert(root, path, "")
+    return _Converter(path).convert(root, "")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from dock32.config import ArchiveSource, CMakeBinary, GoBinary, GoModuleSource, load_config, load_toolchains
+from dock32.config import ArchiveSource, CMakeBinary, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
 from dock32.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,3 +170,109 @@ def test_patch_modules_are_module_paths(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, with_modules.replace(", ../escape", "")))
     source = config.components[0].source
     assert isinstance(source, GoModuleSource) and source.patch_modules == ("example.com/dep",)
+
+
+# --- shell metacharacters: config values reach programs only as arguments, and those that become command-line
+# words, file names or package fields are refused at load time if they carry anything a shell would act on.
+
+SHELLISH = [";id", "$(id)", "`id`", "|id", "&id", "\nid", " id", "\0"]
+
+
+@pytest.mark.parametrize("bad", SHELLISH)
+@pytest.mark.parametrize(
+    ("key", "old", "template"),
+    [
+        ("components.hello.version", 'version: "1.0.0"\n    commit', 'version: "1.0.0{bad}"\n    commit'),
+        ("components.hello.commit", "commit: abc1234", 'commit: "abc1234{bad}"'),
+        ("components.hello.source.module", "module: example.com/hello", 'module: "example.com/hello{bad}"'),
+        ("components.hello.source.version", "version: v1.0.0", 'version: "v1.0.0{bad}"'),
+        ("components.hello.source.modfile", "version: v1.0.0", 'version: v1.0.0\n      modfile: "vendor.mod{bad}"'),
+        ("components.hello.source.patch_modules[0]", "version: v1.0.0", 'version: v1.0.0\n      patch_modules: ["example.com/dep{bad}"]'),
+        ("components.hello.binaries.hello.package", "package: .", 'package: "./cmd{bad}"'),
+        ("components.hello.binaries.hello.tags[0]", "package: .", 'package: .\n        tags: ["netgo{bad}"]'),
+    ],
+)
+def test_shell_metacharacters_are_refused_at_load_time(tmp_path: Path, key: str, old: str, template: str, bad: str) -> None:
+    escaped = bad.replace("\n", "\\n").replace("\0", "\\0")
+    message = error_of(tmp_path, MINIMAL.replace(old, template.format(bad=escaped), 1))
+    assert f": {key}: expected a string like" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("bad", [";id", "$(id)", "`id`", "|id", "&id", "\nid", "\0", "$HOME"])
+def test_ldflags_refuse_shell_syntax_but_keep_quoted_spaces(tmp_path: Path, bad: str) -> None:
+    escaped = bad.replace("\n", "\\n").replace("\0", "\\0")
+    message = error_of(tmp_path, MINIMAL.replace('ldflags: ["-X main.version={version}"]', f'ldflags: ["-X main.version={{version}}{escaped}"]'))
+    assert message.startswith("buildcfg.yaml:17: components.hello.binaries.hello.ldflags[0]: ") and "has no place in a flag" in message
+    quoted = MINIMAL.replace('ldflags: ["-X main.version={version}"]', """ldflags: ['-X "main.name=Docker Engine - Community"', -s]""")
+    binary = load_config(write(tmp_path, quoted)).components[0].binaries[0]
+    assert isinstance(binary, GoBinary) and binary.ldflags == ('-X "main.name=Docker Engine - Community"', "-s")
+
+
+@pytest.mark.parametrize("flag", ["-X main.v={version", "-X main.v={version}}", "-X main.v={0}", "-X main.v={version!r}", "-X main.v={version.real}"])
+def test_ldflag_templates_that_would_break_at_build_time(tmp_path: Path, flag: str) -> None:
+    message = error_of(tmp_path, MINIMAL.replace("-X main.version={version}", flag))
+    assert message.startswith("buildcfg.yaml:17: components.hello.binaries.hello.ldflags[0]: ")
+    assert "unbalanced" in message or "unknown placeholder" in message
+
+
+def test_names_cannot_hide_a_trailing_newline_or_a_path(tmp_path: Path) -> None:
+    message = error_of(tmp_path, MINIMAL.replace("  hello:\n    version", '  "hello\\n":\n    version'))
+    assert message.startswith("buildcfg.yaml:8: components['hello\\n']: component names are lower-case words")
+    message = error_of(tmp_path, MINIMAL.replace("      hello:\n", '      "../hello":\n'))
+    assert message.startswith("buildcfg.yaml:16: components.hello.binaries.../hello: binary names are file names")
+
+
+def test_a_commit_must_be_text_not_a_number_yaml_made(tmp_path: Path) -> None:
+    # Unquoted, 0123456 is the octal number 42798 to YAML: taking str() of it would pin another commit.
+    message = error_of(tmp_path, MINIMAL.replace("commit: abc1234", "commit: 0123456"))
+    assert message.startswith("buildcfg.yaml:9: components.hello.commit: expected a string like '89c5e8f', got int 42798")
+
+
+def test_the_maintainer_is_one_line(tmp_path: Path) -> None:
+    text = MINIMAL + 'packaging:\n  maintainer: "Jane Doe <jane@example.org>\\n"\n'
+    assert error_of(tmp_path, text).startswith("buildcfg.yaml:19: packaging.maintainer: expected 'Name <email>'")
+    text = MINIMAL + 'packaging:\n  maintainer: "Jane\\nDoe <jane@example.org>"\n'
+    assert error_of(tmp_path, text).startswith("buildcfg.yaml:19: packaging.maintainer: expected 'Name <email>'")
+
+
+def test_shipped_values_pass_the_strict_checks() -> None:
+    config = load_config(ROOT / "buildcfg.yaml")
+    assert {c.version for c in config.components} >= {"28.5.2", "v1.7.28", "0.19.0"}
+    tini = config.component("tini").binaries[0]
+    assert isinstance(tini, CMakeBinary) and tini.args == ("-DCMAKE_POLICY_VERSION_MINIMUM=3.5",)
+
+
+def test_apt_package_names_cannot_be_options_or_commands(tmp_path: Path) -> None:
+    for name in ("go.yaml", "c.yaml", "host.yaml"):
+        (tmp_path / name).write_text((ROOT / "toolchains" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    for bad in ("-oDebug::pkgProblemResolver=1", "make;id", "make && id"):
+        (tmp_path / "host.yaml").write_text(f'apt: [dpkg-dev, "{bad}"]\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"^host.yaml:1: apt\[1\]: expected a string like 'libseccomp-dev:i386'"):
+            load_toolchains(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("{binary: docker, to: /usr/bin/docker}", "{binary: docker, to: /usr/../../../etc/cron.d/x}", "expected a path inside the tree"),
+        ("{file: containerd.io/config.toml,", "{file: ../../buildcfg.yaml,", "expected a path inside the tree"),
+        ("{file: containerd.io/config.toml,", f"{{file: {'a' * 300},", "does not exist"),
+        ('"engine:contrib/init/systemd/docker.socket"', '"engine:../../../../etc/shadow"', "expected a path inside the tree"),
+        ('"engine:contrib/init/systemd/docker.socket"', '"engine:../x"', "expected a path inside the tree"),
+        ('depends: ["containerd.io (>= {containerd})"', 'depends: ["containerd.io (>= {containerd)"', "unbalanced { or }"),
+        ('version: "{buildx}{distro_suffix}"', 'version: "{buildx}{distro_suffix}\\nEssential: yes"', "control characters"),
+        ("  docker-buildx-plugin:\n", '  "docker-buildx-plugin;id":\n', "package names are Debian package names"),
+        ("    source: docker-ce\n", '    source: "docker-ce\\nX: y"\n', "expected a string like 'docker-ce'"),
+    ],
+)
+def test_packages_refuse_paths_out_of_their_trees_and_broken_fields(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    shipped = ROOT / "packaging"
+    for folder in ("files", "scripts"):
+        shutil.copytree(shipped / folder, tmp_path / folder)
+    text = (shipped / "packages.yaml").read_text(encoding="utf-8")
+    assert old in text
+    (tmp_path / "packages.yaml").write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_packages(tmp_path / "packages.yaml", load_config(ROOT / "buildcfg.yaml"))
+    assert re.match(r"packages.yaml:\d+: packages\.", str(caught.value)) and expected in str(caught.value), str(caught.value)
