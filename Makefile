@@ -13,7 +13,7 @@ ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 setup:
 	@test -x $(PYTHON) || $(HOST_PYTHON) -m venv $(VENV) \
 	  || { echo "error: cannot create $(VENV) (hint: apt-get install python3-venv)" >&2; exit 1; }
-	@$(PYTHON) -c "import dock32, doit, requests, tqdm, yaml, debian, pytest, ruff, mypy, spdx_tools, sys; \
+	@$(PYTHON) -c "import dock32, doit, requests, tqdm, yaml, debian, pytest, ruff, mypy, spdx_tools, hypothesis, sys; \
 	  sys.exit(0 if dock32.__file__.startswith('$(CURDIR)/src/') else 1)" 2>/dev/null \
 	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@$(PYTHON) -m dock32.cli setup
