@@ -3,8 +3,8 @@
 Layout, as Debian's archive has it: pool/main/<first letter>/<package>/<file>.deb (with its SPDX SBOM beside
 it), and per distribution dists/<codename>/main/binary-<arch>/Packages(.gz) and dists/<codename>/Release,
 signed into InRelease and Release.gpg when a key is given (the public keyring goes to the top). Each target's
-manifest.json says which distribution its packages are for. Two targets may ship the same package name (native32 and multiarch64, sse2 and softfloat): their versions
-differ, so apt sees both and the user pins one.
+manifest.json says which distribution its packages are for. Two targets may ship the same package name
+(native32 and multiarch64, sse2 and softfloat): their versions differ, so apt sees both and the user pins one.
 """
 
 from __future__ import annotations
