@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="set a buildcfg.yaml key for this run, e.g. --set go386=softfloat --set packaging.distro=debian-13 (also DOCK32_SET)",
+    )
+    parser.add_argument(
         "--json", action="store_true",
         help="print one JSON document on stdout at the end (tasks, timings, binaries, packages, verify results, error); doit's own output goes to stderr",
     )
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return publish_command(doit_args)
     try:
         project = args.project.resolve() if args.project else find_project(Path.cwd())
-        loaded = load_project(project, offline=True if args.offline else None)
+        loaded = load_project(project, offline=True if args.offline else None, overrides=tuple(args.overrides))
     except Dock32Error as exc:
         if args.json:
             print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))

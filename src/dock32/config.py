@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dock32.arch import Arch
-from dock32.yamlsrc import Node, load_yaml
+from dock32.yamlsrc import Node, load_yaml, with_overrides
+
+# Where `key=value` overrides of buildcfg.yaml come from, as their errors name it.
+OVERRIDES_SOURCE = "DOCK32_SET"
 
 STRATEGIES = ("native32",)  # multiarch64 is planned; see the README
 GO386_MODES = ("sse2", "softfloat")
@@ -111,7 +114,10 @@ class BuildConfig:
     def target(self) -> str:
         """Name of this build's output folder: build/<target>/, later dist/<target>/."""
         name = f"{self.strategy}-{self.host_arch.names.debian}"
-        return name if self.go386 == "sse2" else f"{name}-{self.go386}"
+        if self.go386 != "sse2":
+            name += f"-{self.go386}"
+        # Targets for other distributions get folders of their own; the default keeps the short name.
+        return name if self.packaging.distro_name == DEFAULT_DISTRO else f"{name}-{self.packaging.distro_name}"
 
     def component(self, name: str) -> Component:
         for component in self.components:
@@ -176,8 +182,9 @@ _GO_PACKAGE = re.compile(rf"\.(/{_PATH_ELEMENT})*|{_MODULE_PATH.pattern}")
 _FLAG_FORBIDDEN = re.compile(r"[;&|`$<>\\\x00-\x1f\x7f]")
 
 
-def load_config(path: Path) -> BuildConfig:
-    root = load_yaml(path)
+def load_config(path: Path, overrides: Sequence[str] = ()) -> BuildConfig:
+    """buildcfg.yaml, with `key=value` overrides (DOCK32_SET, --set) laid over it before any check."""
+    root = with_overrides(load_yaml(path), overrides, OVERRIDES_SOURCE)
     top = root.mapping(allowed=("release", "strategy", "go386", "go", "components", "packaging"), required=("release", "go", "components"))
     release_node = top["release"].mapping(allowed=("version", "date"), required=("version", "date"))
     release = Release(
@@ -403,6 +410,7 @@ class Distro:
         return "/usr/lib/systemd/system" if self.merged_usr else "/lib/systemd/system"
 
 
+DEFAULT_DISTRO = "debian-12"
 DISTROS = {
     "debian-12": Distro("debian", "12", "bookworm", merged_usr=False),
     "debian-13": Distro("debian", "13", "trixie", merged_usr=True),
@@ -464,13 +472,13 @@ class DebPackage:
 
 def _packaging(node: Node | None) -> Packaging:
     if node is None:
-        return Packaging(distro_name="debian-12", compression="xz", maintainer=DEFAULT_MAINTAINER, gpg_key=None)
+        return Packaging(distro_name=DEFAULT_DISTRO, compression="xz", maintainer=DEFAULT_MAINTAINER, gpg_key=None)
     fields = node.mapping(allowed=("distro", "compression", "maintainer", "gpg_key", "revision"))
     maintainer = fields["maintainer"].string("Jane Doe <jane@example.org>") if "maintainer" in fields else DEFAULT_MAINTAINER
     if not re.fullmatch(r"[^<>\x00-\x1f]+ <[^<>@\s]+@[^<>\s]+>", maintainer):  # one line: it goes into each control file
         raise fields["maintainer"].error(f"expected 'Name <email>', got {maintainer!r}")
     return Packaging(
-        distro_name=fields["distro"].choice(DISTROS) if "distro" in fields else "debian-12",
+        distro_name=fields["distro"].choice(DISTROS) if "distro" in fields else DEFAULT_DISTRO,
         compression=fields["compression"].choice(COMPRESSIONS) if "compression" in fields else "xz",
         maintainer=maintainer,
         gpg_key=fields["gpg_key"].string("0xFINGERPRINT") if "gpg_key" in fields else None,

@@ -18,6 +18,8 @@ class Settings:
     dist_dir: Path
     offline: bool
     debian_mirror: str | None  # None: read from apt's sources at fetch time
+    # DOCK32_SET: buildcfg.yaml keys set for this run, space-separated (go386=softfloat packaging.distro=debian-13)
+    overrides: tuple[str, ...] = ()
 
     @property
     def downloads_dir(self) -> Path:
@@ -64,4 +66,5 @@ def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offl
         dist_dir=dist.resolve(),
         offline=offline if offline is not None else _truthy("DOCK32_OFFLINE", env.get("DOCK32_OFFLINE", "")),
         debian_mirror=mirror.rstrip("/") if mirror else None,
+        overrides=tuple(env.get("DOCK32_SET", "").split()),
     )

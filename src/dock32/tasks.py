@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -186,14 +187,17 @@ def doit_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def load_project(project_dir: Path, offline: bool | None = None) -> Project:
-    """A project without packaging/packages.yaml builds binaries only; without upstream-tests.yaml it has no test-upstream."""
-    config = load_config(project_dir / "buildcfg.yaml")
+def load_project(project_dir: Path, offline: bool | None = None, overrides: tuple[str, ...] = ()) -> Project:
+    """A project without packaging/packages.yaml builds binaries only; without upstream-tests.yaml it has no test-upstream.
+    overrides (`--set`) come after DOCK32_SET's."""
+    settings = settings_from_env(project_dir, offline=offline)
+    settings = dataclasses.replace(settings, overrides=settings.overrides + overrides)
+    config = load_config(project_dir / "buildcfg.yaml", settings.overrides)
     packages_file = project_dir / "packaging" / "packages.yaml"
     return Project(
         config=config,
         toolchains=load_toolchains(project_dir / "toolchains"),
-        settings=settings_from_env(project_dir, offline=offline),
+        settings=settings,
         packages=load_packages(packages_file, config) if packages_file.is_file() else (),
         upstream_suites=load_optional(project_dir / "upstream-tests.yaml", config),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,3 +205,40 @@ def load_yaml(path: Path) -> Node:
     if root is None:
         return Node({}, path, 1, "")
     return _Converter(path).convert(root, "")
+
+
+def with_overrides(root: Node, overrides: Sequence[str], source: str) -> Node:
+    """root with each `dotted.key=value` of overrides set, the value read as YAML (`go386=softfloat`,
+    `packaging.revision=2`). The values' errors then name the override: `DOCK32_SET:2: go386: ...`."""
+    for index, override in enumerate(overrides, start=1):
+        key, sep, text = override.partition("=")
+        names = key.split(".")
+        if not sep or not all(_PLAIN_NAME.fullmatch(name) for name in names):
+            raise ConfigError(one_line(f"{source}: {override!r}: expected key=value, like go386=softfloat or packaging.distro=debian-13"))
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(one_line(f"{source}: {override!r}: the value is not YAML ({exc})")) from None
+        root = _set(root, names, _plain_node(value, Path(source), index, key), Path(source), index)
+    return root
+
+
+def _set(node: Node, names: list[str], value: Node, file: Path, line: int) -> Node:
+    if not isinstance(node.value, dict):
+        raise located(file, line, node.key, f"cannot set {'.'.join(names)} inside {_kind(node.value)}")
+    children = dict(node.value)
+    name, rest = names[0], names[1:]
+    if rest:
+        inner = children.get(name) or Node({}, file, line, child_key(node.key, name))
+        children[name] = _set(inner, rest, value, file, line)
+    else:
+        children[name] = value
+    return Node(children, node.file, node.line, node.key)
+
+
+def _plain_node(value: Any, file: Path, line: int, key: str) -> Node:
+    if isinstance(value, dict):
+        return Node({str(k): _plain_node(v, file, line, child_key(key, str(k))) for k, v in value.items()}, file, line, key)
+    if isinstance(value, list):
+        return Node([_plain_node(v, file, line, f"{key}[{i}]") for i, v in enumerate(value)], file, line, key)
+    return Node(value, file, line, key)

@@ -276,3 +276,17 @@ def test_packages_refuse_paths_out_of_their_trees_and_broken_fields(tmp_path: Pa
     with pytest.raises(ConfigError) as caught:
         load_packages(tmp_path / "packages.yaml", load_config(ROOT / "buildcfg.yaml"))
     assert re.match(r"packages.yaml:\d+: packages\.", str(caught.value)) and expected in str(caught.value), str(caught.value)
+
+
+def test_overrides_set_keys_for_one_run_and_name_themselves_in_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    config = load_config(path, ("go386=softfloat", "packaging.distro=debian-13", "packaging.revision=3"))
+    assert (config.go386, config.packaging.distro_name, config.packaging.revision) == ("softfloat", "debian-13", 3)
+    assert config.target == "native32-i386-softfloat-debian-13"
+    assert load_config(path).target == "native32-i386"
+    with pytest.raises(ConfigError, match=r"^DOCK32_SET:2: packaging\.distro: 'debian-99' is not one of"):
+        load_config(path, ("go386=sse2", "packaging.distro=debian-99"))
+    with pytest.raises(ConfigError, match=r"^DOCK32_SET: 'go386': expected key=value"):
+        load_config(path, ("go386",))
+    with pytest.raises(ConfigError, match=r"^DOCK32_SET:1: go386: expected a string like 'sse2', got a mapping"):
+        load_config(path, ("go386.x=1",))
