@@ -32,9 +32,12 @@ ZSTD_WARNING = "packages compressed with zstd need dpkg >= 1.21.18 (Debian 12, U
 
 
 def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
-    """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations."""
+    """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations.
+
+    A GO386=softfloat build says so in its versions (…~bookworm~softfloat): installed, it cannot be taken for the
+    sse2 one, and both can sit in one repository. `~` sorts first, so apt prefers sse2 unless pinned."""
     values = {c.name: c.version.removeprefix("v") for c in config.components}
-    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision)
+    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision) + ("~softfloat" if config.go386 == "softfloat" else "")
     return values
 
 

@@ -104,3 +104,10 @@ def test_bad_maintainer_in_buildcfg(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"packaging.maintainer: expected 'Name <email>', got 'nobody'"):
         load_config(path)
+
+
+def test_a_softfloat_build_says_so_in_every_version() -> None:
+    softfloat = dataclasses.replace(CONFIG, go386="softfloat")
+    packages = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", softfloat)}
+    assert package_version(packages["docker-ce"], softfloat, softfloat.packaging) == "5:28.5.2-1~debian.12~bookworm~softfloat"
+    assert package_version(packages["containerd.io"], softfloat, softfloat.packaging) == "1.7.28-1~debian.12~bookworm~softfloat"
