@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Checks .github/workflows (tests/e2e/test_workflow.py); built from the Go module proxy into the venv.
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: setup build verify test test-all lint bench clean
+.PHONY: setup test-tools build verify test test-all lint bench clean
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
@@ -17,6 +17,9 @@ setup:
 	  sys.exit(0 if dock32.__file__.startswith('$(CURDIR)/src/') else 1)" 2>/dev/null \
 	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@$(PYTHON) -m dock32.cli setup
+
+# What only the tests use: actionlint for the CI workflow (it needs a Go >= 1.24, or one that fetches it).
+test-tools: setup
 	@test -x $(VENV)/bin/actionlint || GOBIN=$(VENV)/bin GOTOOLCHAIN=auto go install $(ACTIONLINT)
 
 build: setup
@@ -31,11 +34,11 @@ lint: setup
 	$(PYTHON) -m mypy
 
 # Lint, unit, integration and the real default build (e2e): what CI runs.
-test: setup lint
+test: test-tools lint
 	$(PYTHON) -m pytest -m "not slow" tests
 
 # Everything, including the slow extras (a second cold build that must be byte-identical).
-test-all: setup lint
+test-all: test-tools lint
 	$(PYTHON) -m pytest tests
 
 bench: setup
