@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from dock32 import cache
 from dock32.config import ArchiveSource, GoModuleSource
-from dock32.errors import FetchError
-from dock32.run import capture
+from dock32.errors import FetchError, Interrupted
+from dock32.run import capture, stopping
 from dock32.settings import Settings
 from dock32.trees import tree_hash_of_archive, tree_hash_of_dir, unpack
 
@@ -216,6 +216,8 @@ def _attempt(url: str, destination: Path, label: str, resume: str | None) -> Non
                 total=expected, initial=offset, unit="B", unit_scale=True, desc=label, leave=False, disable=not sys.stderr.isatty()
             ) as bar:
                 for chunk in response.iter_content(chunk_size=1 << 16):
+                    if stopping():  # Ctrl-C reaches only the main thread; this download runs in a task's
+                        raise Interrupted(f"{url}: download stopped")
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
@@ -231,6 +233,15 @@ def _attempt(url: str, destination: Path, label: str, resume: str | None) -> Non
             raise _Transient(f"body ended after {of} bytes", resume=validator) from None
         if expected is not None and received != expected:
             raise _Transient(f"body ended after {received} of {expected} bytes", resume=validator if received < expected else None)
+
+
+def _stopped_while_waiting(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stopping():
+            return True
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    return stopping()
 
 
 def _download(url: str, destination: Path, label: str) -> None:
@@ -259,7 +270,8 @@ def _download(url: str, destination: Path, label: str) -> None:
             if attempt == RETRIES:
                 raise FetchError(f"{url}: {exc} (after {RETRIES} {'try' if RETRIES == 1 else 'tries'})") from None
             resume = exc.resume
-            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+            if _stopped_while_waiting(BACKOFF_SECONDS * 2 ** (attempt - 1)):
+                raise Interrupted(f"{url}: stopped while waiting to try again") from None
         except OSError as exc:  # writing the download: the disk, not the mirror (requests' own errors were handled above)
             raise FetchError(f"{url}: cannot write {destination.name}: {_one_line(exc.strerror or str(exc))}") from None
     raise AssertionError("unreachable")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,14 +22,15 @@ STOP_GRACE_SECONDS = 5
 # signal reaches only the main one). Each runs in a process group of its own: stopping it stops what it
 # started too (go build's compile and link).
 _running: set[subprocess.Popen[Any]] = set()
-_running_lock = threading.Lock()
+# Reentrant: the signal handler that stops them runs in the main thread, which may hold it at that moment.
+_running_lock = threading.RLock()
 _stopping = threading.Event()
 
 
 def stop_all() -> None:
     """Stop every running command (SIGTERM to its group, SIGKILL after a grace period) and refuse new ones."""
-    _stopping.set()
     with _running_lock:
+        _stopping.set()
         processes = list(_running)
     for process in processes:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -39,6 +41,16 @@ def stop_all() -> None:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def kill_all_now() -> None:
+    """SIGKILL every running command's group, without waiting (a second Ctrl-C)."""
+    _stopping.set()
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def dying_with_us(argv: Sequence[str | Path]) -> list[str]:
@@ -54,10 +66,16 @@ def stopping() -> bool:
 @contextlib.contextmanager
 def _started(argv: Sequence[str | Path], cleanup: bool = False, **popen: Any) -> Iterator[subprocess.Popen[Any]]:
     """cleanup: a command that undoes something (umount, stopping daemons), which must run even while stopping."""
-    if _stopping.is_set() and not cleanup:
-        raise Interrupted(f"interrupted before `{argv[0]}` started")
-    process: subprocess.Popen[Any] = subprocess.Popen(dying_with_us(argv), start_new_session=True, **popen)
+    env = popen.get("env") or os.environ
+    if shutil.which(str(argv[0]), path=env.get("PATH")) is None:
+        # Checked here: under setpriv, a missing command would only show as setpriv's exit code 127.
+        raise FileNotFoundError(argv[0])
+    # Checking the flag, starting and registering under the lock that stop_all takes: no command can start
+    # unseen while it stops the others.
     with _running_lock:
+        if _stopping.is_set() and not cleanup:
+            raise Interrupted(f"interrupted before `{argv[0]}` started")
+        process: subprocess.Popen[Any] = subprocess.Popen(dying_with_us(argv), start_new_session=True, **popen)
         _running.add(process)
     try:
         yield process

@@ -218,6 +218,9 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
     bad = [o for o in outcomes if o.status in ("FAIL", "FIXED?")]
     if not any(line.startswith("{") for line in lines) and returncode != 0:
         raise BuildError(f"go test did not run in {component.name} (exit {returncode}): {lines[-1].strip() if lines else ''}", hint=f"see {log}")
+    if returncode < 0 or (returncode != 0 and not failed):
+        # Killed (the OOM killer, a timeout) or failed outside any package: what did not run is unknown.
+        raise BuildError(f"go test in {component.name} ended with exit code {returncode} without reporting the failure", hint=f"see {log}")
     if bad:
         names = ", ".join(f"{o.package.rsplit('/', 1)[-1]}.{o.test}" for o in bad[:6]) + (" ..." if len(bad) > 6 else "")
         raise BuildError(

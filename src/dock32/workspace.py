@@ -19,33 +19,40 @@ from dock32 import run
 from dock32.errors import BuildError
 
 # doit commands that only read the workspace; every other one may run tasks.
-READ_ONLY_COMMANDS = frozenset({"list", "help", "info", "dumpdb", "tabcompletion", "strace"})
+READ_ONLY_COMMANDS = frozenset({"list", "help", "info", "dumpdb", "tabcompletion"})
 
 _held: dict[Path, int] = {}
 
 
 def hold_lock(build_dir: Path, dist_root: Path | None = None) -> None:
-    """Take the workspace's lock for the rest of this process, or raise naming the process that has it; then
-    clear what killed runs left behind."""
+    """Take the workspace's locks, on its build folder and on its dist folder, for the rest of this process, or
+    raise naming the process that has one; then clear what killed runs left behind. Two builds with different
+    build folders but the same dist folder would overwrite each other's packages and indexes: the second lock
+    stops that."""
     build_dir = build_dir.resolve()
     if build_dir in _held:
         return
-    build_dir.mkdir(parents=True, exist_ok=True)
-    path = build_dir / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    _lock(build_dir, "another build is running in {folder} (pid {holder})")
+    if dist_root is not None:
+        _lock(dist_root.resolve(), "another build is writing its packages to {folder} (pid {holder})")
+    sweep_leftovers(build_dir, dist_root)
+
+
+def _lock(folder: Path, busy: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise BuildError(
-            f"another build is running in {build_dir} (pid {holder})",
-            hint="wait for it to finish or stop it; a build in another folder (DOCK32_BUILD_DIR) can run beside it",
+            busy.format(folder=folder, holder=holder),
+            hint="wait for it to finish or stop it; a build with its own DOCK32_BUILD_DIR and DOCK32_DIST_DIR can run beside it",
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
-    _held[build_dir] = fd
-    sweep_leftovers(build_dir, dist_root)
+    _held[folder] = fd
 
 
 # Where runs keep what they have not finished: staging trees, .partial binaries and packages, atomic writes,
@@ -91,7 +98,9 @@ def stop_on_signals() -> None:
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if run.stopping():
-            raise KeyboardInterrupt
+            run.kill_all_now()
+            sys.stderr.write("error: interrupted twice: killed the running commands without waiting; run the same command again to go on\n")
+            os._exit(130)  # at once: doit's threads would otherwise wait for their tasks to notice
         sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping the running commands (again to stop waiting)\n")
         run.stop_all()
 

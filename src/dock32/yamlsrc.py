@@ -216,10 +216,10 @@ def with_overrides(root: Node, overrides: Sequence[str], source: str) -> Node:
         if not sep or not all(_PLAIN_NAME.fullmatch(name) for name in names):
             raise ConfigError(one_line(f"{source}: {override!r}: expected key=value, like go386=softfloat or packaging.distro=debian-13"))
         try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(one_line(f"{source}: {override!r}: the value is not YAML ({exc})")) from None
-        root = _set(root, names, _plain_node(value, Path(source), index, key), Path(source), index)
+            value = _plain_node(yaml.safe_load(text) if text else "", Path(source), index, key)
+        except Exception as exc:  # PyYAML's converters fail in many ways (bad dates, tags); recursive aliases recurse
+            raise ConfigError(one_line(f"{source}: {override!r}: cannot read the value ({type(exc).__name__}: {exc})")) from None
+        root = _set(root, names, value, Path(source), index)
     return root
 
 

@@ -13,9 +13,10 @@ from dock32.config import load_config
 from dock32.settings import settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = load_config(ROOT / "buildcfg.yaml")
-# Where `dock32 build` puts its outputs: build/ and dist/, or DOCK32_BUILD_DIR and DOCK32_DIST_DIR.
+# Where `dock32 build` puts its outputs: build/ and dist/, or DOCK32_BUILD_DIR and DOCK32_DIST_DIR, in the
+# target's folder (DOCK32_SET may change the target).
 SETTINGS = settings_from_env(ROOT)
+CONFIG = load_config(ROOT / "buildcfg.yaml", SETTINGS.overrides)
 BIN = SETTINGS.build_dir / CONFIG.target / "bin"
 DIST = SETTINGS.dist_dir / CONFIG.target
 

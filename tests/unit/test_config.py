@@ -288,5 +288,8 @@ def test_overrides_set_keys_for_one_run_and_name_themselves_in_errors(tmp_path: 
         load_config(path, ("go386=sse2", "packaging.distro=debian-99"))
     with pytest.raises(ConfigError, match=r"^DOCK32_SET: 'go386': expected key=value"):
         load_config(path, ("go386",))
+    for unreadable in ("release.date=2025-13-45", "components.x=&a [*a]", "go386=" + "[" * 2000):
+        with pytest.raises(ConfigError, match=r"^DOCK32_SET: .*cannot read the value"):
+            load_config(path, (unreadable,))
     with pytest.raises(ConfigError, match=r"^DOCK32_SET:1: go386: expected a string like 'sse2', got a mapping"):
         load_config(path, ("go386.x=1",))
