@@ -60,6 +60,14 @@ def wait_until_gone(root: Path, seconds: float = 30) -> list[str]:
     return running
 
 
+def wait_for_holder(lock: Path, seconds: float = 30) -> None:
+    """Until a build has taken the lock (it writes its pid into the file)."""
+    deadline = time.monotonic() + seconds
+    while not (lock.exists() and lock.read_text().strip()):
+        assert time.monotonic() < deadline, f"no build took {lock} within {seconds} s"
+        time.sleep(0.05)
+
+
 def wait_for(path: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
@@ -130,11 +138,7 @@ def test_ctrl_c_twice_stops_at_once(tiny) -> None:  # type: ignore[no-untyped-de
 def test_a_second_build_in_the_same_workspace_is_refused_naming_the_first(tiny) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
     first = start_build(root, env)
-    lock = root / "build" / ".lock"
-    deadline = time.monotonic() + 30
-    while not (lock.exists() and lock.read_text().strip()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_holder(root / "build" / ".lock")
     second = run_dock32(root, "build", env=env)
     assert second.returncode == 6
     assert second.stderr.strip() == (
@@ -151,11 +155,7 @@ def test_a_second_build_in_the_same_workspace_is_refused_naming_the_first(tiny) 
 def test_a_second_build_writing_to_the_same_dist_folder_is_refused(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
     first = start_build(root, env)
-    lock = root / "dist" / ".lock"
-    deadline = time.monotonic() + 30
-    while not (lock.exists() and lock.read_text().strip()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_holder(root / "dist" / ".lock")
     second = run_dock32(root, "build", env={**env, "DOCK32_BUILD_DIR": str(tmp_path / "own-build")})
     assert second.returncode == 6
     assert f"error: another build is writing its packages to {root / 'dist'} (pid {first.pid})" in second.stderr
