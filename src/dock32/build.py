@@ -105,6 +105,21 @@ def ldflag_values(config: BuildConfig, component: Component) -> dict[str, str]:
     }
 
 
+# GO386=softfloat is for x86 CPUs without SSE2 (Pentium III, Athlon XP, Geode, Vortex86): the C parts (runc's cgo
+# code, tini) are compiled for them too, with x87 floating point. What they link from Debian's i386 libraries
+# (libseccomp, static glibc) is built for i686 already; glibc picks SSE2 variants only on CPUs that have it.
+NO_SSE_CFLAGS = ("-march=i686", "-mno-sse", "-mno-sse2", "-mfpmath=387")
+
+
+def c_flags(config: BuildConfig, toolchain: ResolvedToolchain) -> str:
+    """The C compiler flags for this build: the toolchain's, and for softfloat no SSE at all."""
+    flags = toolchain.c_env.get("CGO_CFLAGS", "").split()
+    if config.go386 == "softfloat":
+        # Setting CGO_CFLAGS replaces cgo's default, -O2 -g: keep it.
+        flags = [*(flags or ["-O2", "-g"]), *NO_SSE_CFLAGS]
+    return " ".join(flags)
+
+
 def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedToolchain, settings: Settings) -> dict[str, str]:
     env = {
         **go_module_env(settings),
@@ -116,6 +131,8 @@ def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedT
     }
     if component.cgo:
         env.update(toolchain.c_env)
+        if c_flags(config, toolchain):
+            env["CGO_CFLAGS"] = c_flags(config, toolchain)
     return env
 
 
@@ -165,7 +182,7 @@ def _cmake_build(
     work = layout.cmake_dir(component.name) / binary.name
     shutil.rmtree(work, ignore_errors=True)
     # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
-    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", toolchain.c_env.get("CGO_CFLAGS", "")]).strip()
+    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", c_flags(config, toolchain)]).strip()
     env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
     run(
         ["cmake", "-S", tree, "-B", work, f"-DCMAKE_C_COMPILER={toolchain.cc}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_C_FLAGS={cflags}", *binary.args],

@@ -31,6 +31,7 @@ from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
 from dock32.debs import build_deb, package_version, write_repository
 from dock32.errors import VerifyError
+from dock32.isa import unexpected_go_sse
 from dock32.layout import Layout
 from dock32.rootfs import chroot_run, ensure_root, overlay
 from dock32.run import capture, dying_with_us, run
@@ -450,6 +451,15 @@ def scenarios(
         assert left == [], f"purge left {left[:5]}"
         return f"{len(names)} packages upgraded to revision {following.revision}, the container ran again; purge removed {len(files)} paths"
 
+    def no_sse_outside_runtime_checks() -> str:
+        """On CPUs without SSE2 any SSE instruction is a SIGILL: the Go code of every binary has none, except where
+        Go's runtime checks the CPU first."""
+        binaries = sorted(p for p in (layout.target_dir / "bin").iterdir() if p.is_file())
+        found = {b.name: unexpected_go_sse(b) for b in binaries}
+        bad = {name: functions[:3] for name, functions in found.items() if functions}
+        assert not bad, f"SSE in Go code of a softfloat build: {bad}"
+        return f"{len(binaries)} binaries: SSE only in the runtime's CPU-checked functions"
+
     return [
         ("docker version: client and server linux/386", version),
         ("docker info", info),
@@ -465,6 +475,7 @@ def scenarios(
         ("docker exec enters the container", exec_enters_container),
         ("amd64 image under the default seccomp profile", amd64_default_seccomp),
         ("amd64-only image pulled without --platform", amd64_only_image),
+        *([("softfloat: no SSE outside the runtime's CPU checks", no_sse_outside_runtime_checks)] if config.go386 == "softfloat" else []),
         # Last: it purges the packages.
         ("upgrade with a --restart=always container, then purge", upgrade_then_purge),
     ]
