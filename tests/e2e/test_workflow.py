@@ -9,6 +9,8 @@ upload instead of making it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -19,6 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from dock32.config import load_config, load_packages
+from dock32.debs import build_deb, write_repository
+from dock32.layout import Layout
 from dock32.rootfs import ensure_root, overlay
 
 from .conftest import CONFIG, DIST, ROOT, SETTINGS
@@ -71,6 +76,24 @@ def stand_ins(folder: Path, log: Path) -> Path:
     (folder / "gh").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     (folder / "gh").chmod(0o755)
     return folder
+
+
+def second_target(artifacts: Path, tmp_path: Path) -> list[str]:
+    """The default target's binaries packed as another matrix job would for packaging.distro=debian-13, into
+    artifacts/dist-<its target>; returns its .deb names."""
+    other = load_config(ROOT / "buildcfg.yaml", ("packaging.distro=debian-13", "packaging.compression=zstd"))
+    packages = load_packages(ROOT / "packaging" / "packages.yaml", other)
+    layout = Layout.of(tmp_path / "other-build", tmp_path / "other-dist", other.target, ROOT)
+    # The default target's binaries, sources and manifest: a debian-13 build compiles the same bytes.
+    layout.target_dir.mkdir(parents=True)
+    for name in ("bin", "src", "manifest.json"):
+        (layout.target_dir / name).symlink_to(SETTINGS.build_dir / CONFIG.target / name)
+    with contextlib.redirect_stderr(io.StringIO()):  # the zstd compatibility warning
+        for package in packages:
+            build_deb(package, other, other.packaging, layout)
+    write_repository(packages, other, other.packaging, layout)
+    shutil.copytree(layout.dist_dir, artifacts / f"dist-{other.target}")
+    return sorted(p.name for p in layout.dist_dir.glob("*.deb"))
 
 
 def apt_installs_from(repo: Path, codename: str, tmp_path: Path) -> None:
@@ -133,13 +156,19 @@ def test_the_build_and_publish_jobs_run_here_on_one_target(release_build: Path, 
         run_job(jobs["build"], context, ROOT, artifacts, tools, {})
         assert (artifacts / f"dist-{CONFIG.target}" / "manifest.json").is_file()
         assert sorted(p.name for p in (artifacts / f"dist-{CONFIG.target}").glob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
+        # A second target, as another matrix job would upload it: the same binaries packed for Debian 13.
+        other_target = second_target(artifacts, tmp_path)
         run_job(jobs["publish"], context, ROOT, artifacts, tools, {"GNUPGHOME": str(job_home), "GITHUB_REF_NAME": "v0.0.0-local"})
         repo = ROOT / "repo"
         codename = CONFIG.packaging.distro.codename
         release = repo / "dists" / codename / "Release"
         assert "Components: main" in release.read_text() and "main/binary-i386/Packages" in release.read_text()
         subprocess.run(["gpg", "--batch", "--verify", repo / "dists" / codename / "InRelease"], check=True, capture_output=True, env={**os.environ, **gpg_env})
-        assert sorted(p.name for p in (repo / "pool").rglob("*.deb")) == sorted(p.name for p in DIST.glob("*.deb"))
+        assert sorted(p.name for p in (repo / "pool").rglob("*.deb")) == sorted([*(p.name for p in DIST.glob("*.deb")), *other_target])
+        other_release = (repo / "dists" / "trixie" / "Release").read_text()
+        assert "Codename: trixie" in other_release and (repo / "dists" / "trixie" / "InRelease").is_file()
+        assert "~debian.13~trixie" in (repo / "dists" / "trixie" / "main" / "binary-i386" / "Packages").read_text()
+        assert "~debian.13~trixie" not in (repo / "dists" / codename / "main" / "binary-i386" / "Packages").read_text()
         assert (repo / "dock32-archive-keyring.gpg").is_file()
         assert sorted(p.name for p in (repo / "pool").rglob("*.spdx.json")) == sorted(p.name for p in DIST.glob("*.spdx.json"))
         apt_installs_from(repo, codename, tmp_path)
