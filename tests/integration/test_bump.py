@@ -26,7 +26,7 @@ T2 = "2025-06-20T12:34:56Z"  # release 2.0.0
 
 
 def publish(proxy: Path, module: str, version: str, files: dict[str, str], time: str, commit: str | None = None) -> PublishedModule:
-    """A module version whose .info carries Origin (the commit), as proxy.golang.org records it for tagged versions."""
+    """A module version whose .info carries Origin (the commit), as the public Go module proxy records it for tagged versions."""
     published = publish_module(proxy, module, version, {"go.mod": f"module {module}\n", **files}, time=time)
     if commit:
         tag = version.split("+")[0]
