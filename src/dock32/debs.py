@@ -79,7 +79,7 @@ def installed_size_kib(root: Path) -> int:
     return total
 
 
-def _gzip_reproducibly(data: bytes, epoch: int) -> bytes:
+def gzip_reproducibly(data: bytes, epoch: int) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, compresslevel=9, mtime=epoch) as out:
         out.write(data)
@@ -149,7 +149,7 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     doc = root / "usr" / "share" / "doc" / package.name
     doc.mkdir(parents=True, exist_ok=True)
     (doc / "copyright").write_text(_copyright(package, config, layout), encoding="utf-8")
-    (doc / "changelog.Debian.gz").write_bytes(_gzip_reproducibly(_changelog(package, version, config, packaging).encode(), config.release.epoch))
+    (doc / "changelog.Debian.gz").write_bytes(gzip_reproducibly(_changelog(package, version, config, packaging).encode(), config.release.epoch))
     overrides = layout.project_dir / "packaging" / "lintian" / package.name
     if overrides.is_file():
         target = root / "usr" / "share" / "lintian" / "overrides" / package.name
@@ -243,45 +243,55 @@ def _publish(built: Path, final: Path) -> None:
         staged.unlink(missing_ok=True)
 
 
-def _hashes(path: Path) -> dict[str, str]:
+def file_hashes(path: Path) -> dict[str, str]:
     data = path.read_bytes()
     return {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest(), "size": str(len(data))}
+
+
+def package_stanza(deb: Path, filename: str, hashes: dict[str, str]) -> str:
+    """deb's control stanza as a Packages index lists it: where the file is, its size and hashes."""
+    from debian.debfile import DebFile
+
+    control = Deb822(DebFile(str(deb)).control.get_content("control", encoding="utf-8"))
+    control["Filename"] = filename
+    control["Size"], control["MD5sum"], control["SHA256"] = hashes["size"], hashes["md5"], hashes["sha256"]
+    return str(control.dump())
+
+
+def write_indexes(folder: Path, stanzas: list[str], epoch: int) -> list[Path]:
+    """folder/Packages and folder/Packages.gz from the stanzas; returns both."""
+    index = "\n".join(stanzas).encode()
+    atomic.write_bytes(folder / "Packages", index)
+    atomic.write_bytes(folder / "Packages.gz", gzip_reproducibly(index, epoch))
+    return [folder / "Packages", folder / "Packages.gz"]
+
+
+def write_release(folder: Path, fields: dict[str, str], indexes: list[Path]) -> None:
+    """folder/Release: the fields, then the MD5Sum and SHA256 lists of the indexes (named relative to folder)."""
+    release = Deb822(fields)
+    hashes = {index.relative_to(folder).as_posix(): file_hashes(index) for index in indexes}
+    release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in hashes.items())
+    release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in hashes.items())
+    atomic.write_text(folder / "Release", release.dump())
 
 
 def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
     """A flat apt repository in dist/<target>/: Packages, Packages.gz, Release, SHA256SUMS; with packaging.gpg_key,
     InRelease, Release.gpg and the key's public keyring (signing.KEYRING) too."""
-    from debian.debfile import DebFile
 
     dist = layout.dist_dir
     arch = config.host_arch.names.debian
     debs = [dist / deb_filename(p, package_version(p, config, packaging), arch) for p in packages]
     # Each .deb is read once: Packages, the manifest and SHA256SUMS share these.
-    hashed = {deb.name: _hashes(deb) for deb in debs}
-    stanzas = []
-    for deb in sorted(debs):
-        control = Deb822(DebFile(str(deb)).control.get_content("control", encoding="utf-8"))
-        hashes = hashed[deb.name]
-        control["Filename"] = f"./{deb.name}"
-        control["Size"] = hashes["size"]
-        control["MD5sum"] = hashes["md5"]
-        control["SHA256"] = hashes["sha256"]
-        stanzas.append(control.dump())
-    index = "\n".join(stanzas).encode()
-    atomic.write_bytes(dist / "Packages", index)
-    atomic.write_bytes(dist / "Packages.gz", _gzip_reproducibly(index, config.release.epoch))
-    release = Deb822()
-    release["Origin"] = "dock32"
-    release["Label"] = "dock32"
-    release["Suite"] = packaging.distro.codename
-    release["Codename"] = packaging.distro.codename
-    release["Date"] = email.utils.format_datetime(config.release.date, usegmt=True)
-    release["Architectures"] = arch
-    release["Description"] = f"Docker {config.release.version} for {arch} ({config.target}), built by dock32"
-    indexes = {name: _hashes(dist / name) for name in ("Packages", "Packages.gz")}
-    release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in indexes.items())
-    release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in indexes.items())
-    atomic.write_text(dist / "Release", release.dump())
+    hashed = {deb.name: file_hashes(deb) for deb in debs}
+    stanzas = [package_stanza(deb, f"./{deb.name}", hashed[deb.name]) for deb in sorted(debs)]
+    indexes = write_indexes(dist, stanzas, config.release.epoch)
+    fields = {
+        "Origin": "dock32", "Label": "dock32", "Suite": packaging.distro.codename, "Codename": packaging.distro.codename,
+        "Date": email.utils.format_datetime(config.release.date, usegmt=True), "Architectures": arch,
+        "Description": f"Docker {config.release.version} for {arch} ({config.target}), built by dock32",
+    }
+    write_release(dist, fields, indexes)
     for name in (*SIGNATURES, KEYRING):
         (dist / name).unlink(missing_ok=True)
     if packaging.gpg_key:
@@ -298,10 +308,10 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
         # The build's sbom task writes it before this; a repack without one (verify's upgrade) lists none.
         sbom = dist / sbom_filename(p, version, arch)
         if sbom.is_file():
-            manifest["packages"][p.name].update(sbom=sbom.name, sbom_sha256=_hashes(sbom)["sha256"])
+            manifest["packages"][p.name].update(sbom=sbom.name, sbom_sha256=file_hashes(sbom)["sha256"])
     manifest["distro"] = packaging.distro_name
     manifest["compression"] = packaging.compression
     atomic.write_text(dist / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     listed = sorted(p.name for p in dist.iterdir() if p.is_file() and p.name != "SHA256SUMS")
-    digests = {n: hashed[n]["sha256"] if n in hashed else _hashes(dist / n)["sha256"] for n in listed}
+    digests = {n: hashed[n]["sha256"] if n in hashed else file_hashes(dist / n)["sha256"] for n in listed}
     atomic.write_text(dist / "SHA256SUMS", "".join(f"{digests[n]}  {n}\n" for n in listed))

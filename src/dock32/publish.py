@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dock32 import atomic, signing
 from dock32.config import DISTROS
-from dock32.debs import _gzip_reproducibly, _hashes
+from dock32.debs import file_hashes, package_stanza, write_indexes, write_release
 from dock32.errors import PackageError
 
 COMPONENT = "main"
@@ -54,7 +54,6 @@ def read_target(folder: Path) -> TargetRepo:
 def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key: str | None = None) -> list[Path]:
     """Write the merged repository into out (which must not exist yet: a publish never mixes with an old one).
     Returns the Release files written."""
-    from debian.deb822 import Deb822
     from debian.debfile import DebFile
 
     if out.exists():
@@ -66,10 +65,10 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
     placed: dict[str, str] = {}
     for repo in repos:
         for deb in repo.debs:
-            control = Deb822(DebFile(str(deb)).control.get_content("control", encoding="utf-8"))
+            control = DebFile(str(deb)).debcontrol()
             name, arch = control["Package"], control["Architecture"]
             pool = Path("pool") / COMPONENT / name[0] / name / deb.name
-            digest = _hashes(deb)
+            digest = file_hashes(deb)
             if deb.name in placed and placed[deb.name] != digest["sha256"]:
                 raise PackageError(f"{deb.name}: two targets ship different files under this name ({placed[deb.name][:12]}, {digest['sha256'][:12]})")
             if deb.name not in placed:
@@ -78,9 +77,7 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
                 if deb.name in repo.sboms:
                     shutil.copyfile(repo.sboms[deb.name], (staging / pool).parent / repo.sboms[deb.name].name)
                 placed[deb.name] = digest["sha256"]
-            control["Filename"] = pool.as_posix()
-            control["Size"], control["MD5sum"], control["SHA256"] = digest["size"], digest["md5"], digest["sha256"]
-            stanza = control.dump()
+            stanza = package_stanza(deb, pool.as_posix(), digest)
             if stanza not in by_distro[repo.distro][arch]:
                 by_distro[repo.distro][arch].append(stanza)
     when = date or datetime.now(UTC)
@@ -90,22 +87,13 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
         dist = staging / "dists" / distro.codename
         indexes = []
         for arch, stanzas in sorted(arches.items()):
-            index = "\n".join(sorted(stanzas)).encode()
-            folder = Path(COMPONENT) / f"binary-{arch}"
-            atomic.write_bytes(dist / folder / "Packages", index)
-            atomic.write_bytes(dist / folder / "Packages.gz", _gzip_reproducibly(index, int(when.timestamp())))
-            indexes += [folder / "Packages", folder / "Packages.gz"]
-        release = Deb822()
-        release["Origin"] = release["Label"] = "dock32"
-        release["Suite"] = release["Codename"] = distro.codename
-        release["Date"] = email.utils.format_datetime(when.astimezone(UTC), usegmt=True)
-        release["Architectures"] = " ".join(sorted(arches))
-        release["Components"] = COMPONENT
-        release["Description"] = f"Docker for 32-bit x86 ({distro.codename}), built by dock32"
-        hashes = {index.as_posix(): _hashes(dist / index) for index in indexes}
-        release["MD5Sum"] = "".join(f"\n {h['md5']} {h['size']:>10} {name}" for name, h in hashes.items())
-        release["SHA256"] = "".join(f"\n {h['sha256']} {h['size']:>10} {name}" for name, h in hashes.items())
-        atomic.write_text(dist / "Release", release.dump())
+            indexes += write_indexes(dist / COMPONENT / f"binary-{arch}", sorted(stanzas), int(when.timestamp()))
+        fields = {
+            "Origin": "dock32", "Label": "dock32", "Suite": distro.codename, "Codename": distro.codename,
+            "Date": email.utils.format_datetime(when.astimezone(UTC), usegmt=True), "Architectures": " ".join(sorted(arches)),
+            "Components": COMPONENT, "Description": f"Docker for 32-bit x86 ({distro.codename}), built by dock32",
+        }
+        write_release(dist, fields, indexes)
         if gpg_key:
             fingerprint = signing.sign_release(dist, gpg_key)
             # The key users name in `deb [signed-by=...]`, at the repository's top.
