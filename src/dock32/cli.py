@@ -59,6 +59,12 @@ class _Loader(TaskLoader2):  # type: ignore[misc]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # publish and bump have options of their own: their --help is theirs, not dock32's.
+    if argv[:1] == ["publish"] and {"-h", "--help"} & set(argv):
+        return publish_command(argv[1:])
+    if argv[:1] == ["bump"] and {"-h", "--help"} & set(argv):
+        return bump.command(Path.cwd(), argv[1:])
     parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
     parser.add_argument(
         "command",

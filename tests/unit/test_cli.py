@@ -1,0 +1,15 @@
+"""The commands with options of their own show those on --help, not dock32's."""
+
+from __future__ import annotations
+
+import pytest
+
+from dock32.cli import main
+
+
+@pytest.mark.parametrize(("command", "usage"), [("publish", "usage: dock32 publish [-h] --to TO"), ("bump", "usage: dock32 bump [-h] [--dry-run]")])
+def test_subcommand_help_is_its_own(command: str, usage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(usage)
