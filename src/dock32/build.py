@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from dock32 import atomic, diskspace
+from dock32.arch import Arch
 from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
@@ -19,9 +20,10 @@ from dock32.settings import Settings
 from dock32.toolchain import ResolvedToolchain, c_library_record, c_runtime_record, resolve
 
 STAMP = ".dock32-prepared"
-# Raise when write_manifest records more (2: dependency sums and replacements, the C libraries' packages, for the SBOMs):
+# Raise when write_manifest records more (2: dependency sums and replacements, the C libraries' packages, for the SBOMs;
+# 3: deb_arch, and go386 only for 386 binaries):
 # the manifest task's config changes, so doit writes the manifest again.
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3
 
 
 def provision_toolchain(config: BuildConfig, toolchains: Toolchains, settings: Settings, layout: Layout) -> None:
@@ -61,7 +63,7 @@ def _copy_patched_modules(source: GoModuleSource, tree: Path, settings: Settings
         run(edit, env=go_module_env(settings), cwd=tree, log=None, what=f"replace {module} with the tree's copy")
 
 
-def prepare_source(component: Component, settings: Settings, layout: Layout) -> None:
+def prepare_source(config: BuildConfig, component: Component, settings: Settings, layout: Layout) -> None:
     """Copy the pristine tree and apply the patch series; the tree appears under its name only when complete."""
     # Fetching again right before use is a check of the cached tree (cheap unless it was touched), which
     # fetches it anew if it was altered since the fetch task ran.
@@ -84,7 +86,7 @@ def prepare_source(component: Component, settings: Settings, layout: Layout) -> 
             (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
         if isinstance(source, GoModuleSource) and source.patch_modules:
             _copy_patched_modules(source, tree, settings, layout)
-        applied = apply_series(read_series(layout.patch_dir(component.name)), tree, component.version)
+        applied = apply_series(read_series(layout.patch_dir(component.name)), tree, component.version, config.host_arch.names.go)
         stamp = {
             "source": fetched.hash,
             "patches": [{"name": p.path.name, "sha256": hashlib.sha256(p.path.read_bytes()).hexdigest()} for p in applied],
@@ -125,10 +127,11 @@ def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedT
         **go_module_env(settings),
         "GOOS": "linux",
         "GOARCH": config.host_arch.names.go,
-        "GO386": config.go386,
         "CGO_ENABLED": "1" if component.cgo else "0",
         "SOURCE_DATE_EPOCH": str(config.release.epoch),
     }
+    if config.host_arch is Arch.I386:
+        env["GO386"] = config.go386
     if component.cgo:
         env.update(toolchain.c_env)
         if c_flags(config, toolchain):
@@ -269,8 +272,9 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
         "source_date_epoch": config.release.epoch,
         "target": config.target,
         "strategy": config.strategy,
-        "arch": config.host_arch.names.debian,
-        "go386": config.go386,
+        "arch": config.host_arch.names.debian,  # the binaries'; the packages' is deb_arch
+        "deb_arch": config.deb_arch.names.debian,
+        **({"go386": config.go386} if config.host_arch is Arch.I386 else {}),
         "toolchain": {
             "go": toolchain.go_version,
             "go_pinned": toolchain.go_pinned,

@@ -19,7 +19,9 @@ from dock32.yamlsrc import Node, load_yaml, with_overrides
 # Where `key=value` overrides of buildcfg.yaml come from, as their errors name it.
 OVERRIDES_SOURCE = "DOCK32_SET"
 
-STRATEGIES = ("native32",)  # multiarch64 is planned; see the README
+# native32: 32-bit binaries (GOARCH=386), for any x86 kernel. multiarch64: 64-bit binaries (GOARCH=amd64) in the same
+# i386 packages, for a 32-bit userland on an x86_64 kernel (README: "Which flavour").
+STRATEGIES = ("native32", "multiarch64")
 GO386_MODES = ("sse2", "softfloat")
 LDFLAG_FIELDS = ("version", "commit", "build_time")
 
@@ -108,12 +110,18 @@ class BuildConfig:
 
     @property
     def host_arch(self) -> Arch:
+        """What the binaries are compiled for (GOARCH, the C compiler's host)."""
+        return Arch.AMD64 if self.strategy == "multiarch64" else Arch.I386
+
+    @property
+    def deb_arch(self) -> Arch:
+        """The packages' Architecture: the 32-bit dpkg that installs them, whichever the binaries are."""
         return Arch.I386
 
     @property
     def target(self) -> str:
         """Name of this build's output folder: build/<target>/, later dist/<target>/."""
-        name = f"{self.strategy}-{self.host_arch.names.debian}"
+        name = f"{self.strategy}-{self.deb_arch.names.debian}"
         if self.go386 != "sse2":
             name += f"-{self.go386}"
         # Targets for other distributions get folders of their own; the default keeps the short name.
@@ -202,11 +210,15 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> BuildConfig:
             if binary.name in seen:
                 raise top["components"].error(f"binary {binary.name!r} is built by both {seen[binary.name]} and {component.name}")
             seen[binary.name] = component.name
+    strategy = top["strategy"].choice(STRATEGIES) if "strategy" in top else "native32"
+    go386 = top["go386"].choice(GO386_MODES) if "go386" in top else "sse2"
+    if strategy == "multiarch64" and go386 != "sse2":
+        raise top["go386"].error(f"{go386} is for 386 binaries; strategy multiarch64 builds amd64 ones", hint="drop go386, or use strategy native32")
     return BuildConfig(
         path=path.resolve(),
         release=release,
-        strategy=top["strategy"].choice(STRATEGIES) if "strategy" in top else "native32",
-        go386=top["go386"].choice(GO386_MODES) if "go386" in top else "sse2",
+        strategy=strategy,
+        go386=go386,
         go_version=go_version,
         components=components,
         packaging=_packaging(top.get("packaging")),

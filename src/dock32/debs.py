@@ -31,13 +31,30 @@ XZ_DATA_FILTERS = ("--x86", "--lzma2=preset=2,dict=64MiB")
 ZSTD_WARNING = "packages compressed with zstd need dpkg >= 1.21.18 (Debian 12, Ubuntu 21.10); older 32-bit systems cannot install them"
 
 
-def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
-    """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations.
+# Every multiarch64 package gets this preinst (packaging/): it refuses a kernel that cannot run x86_64 programs.
+MULTIARCH64_PREINST = "scripts/multiarch64-preinst"
+# lintian's view of amd64 programs in an i386 package, which is what multiarch64 is.
+MULTIARCH64_LINTIAN = (
+    "# multiarch64: x86_64 programs in an i386 package, for a 32-bit userland on a 64-bit kernel (the preinst checks it).\n"
+    "binary-from-other-architecture\n"
+)
 
-    A GO386=softfloat build says so in its versions (…~bookworm~softfloat): installed, it cannot be taken for the
-    sse2 one, and both can sit in one repository. `~` sorts first, so apt prefers sse2 unless pinned."""
+
+def flavour_suffix(config: BuildConfig) -> str:
+    """What the version says about the flavour, so that an installed system cannot be taken for another.
+
+    GO386=softfloat: `~softfloat` (sorts before the sse2 build: a softfloat box that sees both must pin, and an
+    sse2 box never moves to the slower build). multiarch64: `+multiarch64` (sorts after native32: a box that
+    switches its apt source from native32 to multiarch64 gets it as an upgrade, with no downgrade flags)."""
+    if config.strategy == "multiarch64":
+        return "+multiarch64"
+    return "~softfloat" if config.go386 == "softfloat" else ""
+
+
+def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
+    """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations."""
     values = {c.name: c.version.removeprefix("v") for c in config.components}
-    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision) + ("~softfloat" if config.go386 == "softfloat" else "")
+    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision) + flavour_suffix(config)
     return values
 
 
@@ -111,9 +128,15 @@ def _changelog(package: DebPackage, version: str, config: BuildConfig, packaging
     date = email.utils.format_datetime(config.release.date)
     return (
         f"{package.source} ({version}) {packaging.distro.codename}; urgency=medium\n\n"
-        f"  * Docker {config.release.version} built for {config.host_arch.names.debian} by dock32.\n\n"
+        f"  * Docker {config.release.version} built for {_built_for(config)} by dock32.\n\n"
         f" -- {packaging.maintainer}  {date}\n"
     )
+
+
+def _built_for(config: BuildConfig) -> str:
+    if config.host_arch is config.deb_arch:
+        return config.deb_arch.names.debian
+    return f"{config.deb_arch.names.debian} userlands on x86_64 kernels ({config.host_arch.names.debian} programs, {config.strategy})"
 
 
 def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout, root: Path) -> str:
@@ -151,10 +174,13 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     (doc / "copyright").write_text(_copyright(package, config, layout), encoding="utf-8")
     (doc / "changelog.Debian.gz").write_bytes(gzip_reproducibly(_changelog(package, version, config, packaging).encode(), config.release.epoch))
     overrides = layout.project_dir / "packaging" / "lintian" / package.name
-    if overrides.is_file():
+    override_text = overrides.read_text(encoding="utf-8") if overrides.is_file() else ""
+    if config.strategy == "multiarch64":
+        override_text += MULTIARCH64_LINTIAN
+    if override_text:
         target = root / "usr" / "share" / "lintian" / "overrides" / package.name
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(overrides, target)
+        target.write_text(override_text, encoding="utf-8")
 
     for path in [root, *root.rglob("*")]:
         if path.is_dir():
@@ -169,7 +195,7 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     if package.source != package.name:
         control["Source"] = package.source
     control["Version"] = version
-    control["Architecture"] = config.host_arch.names.debian
+    control["Architecture"] = config.deb_arch.names.debian
     control["Maintainer"] = packaging.maintainer
     control["Installed-Size"] = str(installed_size_kib(root))
     control.update(_relations(package, config, packaging))
@@ -187,12 +213,17 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     (control_dir / "md5sums").write_text("".join(md5sums), encoding="utf-8")
     if conffiles:
         (control_dir / "conffiles").write_text("".join(f"{c}\n" for c in sorted(conffiles)), encoding="utf-8")
-    for script in package.scripts:
+    scripts = {script: layout.project_dir / "packaging" / "scripts" / package.name / script for script in package.scripts}
+    if config.strategy == "multiarch64":
+        if "preinst" in scripts:
+            raise PackageError(f"{package.name}: has a preinst of its own, and multiarch64 packages get {MULTIARCH64_PREINST}", hint="merge the two into one")
+        scripts["preinst"] = layout.project_dir / "packaging" / MULTIARCH64_PREINST
+    for script, source in scripts.items():
         target = control_dir / script
-        shutil.copyfile(layout.project_dir / "packaging" / "scripts" / package.name / script, target)
+        shutil.copyfile(source, target)
         target.chmod(0o755)
     for path in control_dir.iterdir():
-        if path.name not in package.scripts:
+        if path.name not in scripts:
             path.chmod(0o644)
     return version
 
@@ -209,7 +240,7 @@ def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, la
         root = work / "root"
         root.mkdir()
         version = stage_package(package, config, packaging, layout, root)
-        final = dist / deb_filename(package, version, config.host_arch.names.debian)
+        final = dist / deb_filename(package, version, config.deb_arch.names.debian)
         partial = work / final.name
         env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
         if packaging.compression == "zstd":
@@ -280,7 +311,7 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     InRelease, Release.gpg and the key's public keyring (signing.KEYRING) too."""
 
     dist = layout.dist_dir
-    arch = config.host_arch.names.debian
+    arch = config.deb_arch.names.debian
     debs = [dist / deb_filename(p, package_version(p, config, packaging), arch) for p in packages]
     # Each .deb is read once: Packages, the manifest and SHA256SUMS share these.
     hashed = {deb.name: file_hashes(deb) for deb in debs}

@@ -13,20 +13,28 @@ from dock32.toolchain import c_toolchain_for
 
 
 def missing_packages(packages: tuple[str, ...]) -> list[str]:
-    """Packages dpkg does not report as installed (name or name:arch)."""
+    """Packages dpkg does not report as installed: name:arch for that architecture, a plain name for the machine's
+    own (or all). dpkg-query matches a plain name in any architecture, so libseccomp-dev:i386 alone would pass for
+    libseccomp-dev."""
+    native = capture(["dpkg", "--print-architecture"]).stdout.strip()
     missing = []
     for package in packages:
-        result = capture(["dpkg-query", "-W", "-f=${db:Status-Status}", package])
-        if result.returncode != 0 or result.stdout.strip() != "installed":
+        name, _, arch = package.partition(":")
+        result = capture(["dpkg-query", "-W", "-f=${db:Status-Status} ${Architecture}\n", name])
+        installed = {line.split()[1] for line in result.stdout.splitlines() if len(line.split()) == 2 and line.split()[0] == "installed"}
+        if not installed & ({arch} if arch else {native, "all"}):
             missing.append(package)
     return missing
 
 
 def setup_host(project_dir: Path) -> None:
+    """Install what the build machine lacks for buildcfg.yaml's target and for the other strategies' too (every C
+    toolchain of toolchains/c.yaml that builds on this machine), so that a matrix of targets builds without more set-up."""
     config = load_config(project_dir / "buildcfg.yaml")
     toolchains = load_toolchains(project_dir / "toolchains")
-    chosen = c_toolchain_for(toolchains, build_machine_arch(), config.host_arch)
-    wanted = chosen.apt_packages + toolchains.host_packages + (() if shutil.which("go") else ("golang-go",))
+    build = build_machine_arch()
+    c_toolchains = [c_toolchain_for(toolchains, build, config.host_arch), *(t for t in toolchains.c if t.build is build and t.host is not config.host_arch)]
+    wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + (() if shutil.which("go") else ("golang-go",))
     missing = missing_packages(wanted)
     if not missing:
         print("dock32 setup: all build packages are installed")
@@ -35,10 +43,10 @@ def setup_host(project_dir: Path) -> None:
         raise ToolchainError(f"missing packages {' '.join(missing)} and no apt-get here", hint="install them with your package manager")
     print(f"dock32 setup: installing {' '.join(missing)}", flush=True)
     steps: list[list[str]] = []
-    if chosen.foreign_arch:
-        architectures = capture(["dpkg", "--print-foreign-architectures"]).stdout.split()
-        if chosen.foreign_arch not in architectures:
-            steps.append(["dpkg", "--add-architecture", chosen.foreign_arch])
+    architectures = capture(["dpkg", "--print-foreign-architectures"]).stdout.split()
+    for foreign in dict.fromkeys(t.foreign_arch for t in c_toolchains if t.foreign_arch):
+        if foreign not in architectures:
+            steps.append(["dpkg", "--add-architecture", foreign])
     # A mirror caught mid-sync makes `apt-get update` exit non-zero for one index;
     # the install below is what must succeed, so only it is checked.
     steps.append(["apt-get", "update", "-q"])

@@ -13,9 +13,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from dock32.arch import Arch
 from dock32.errors import PatchError
 from dock32.run import capture
 
+GOARCHES = tuple(arch.names.go for arch in Arch)
 _RANGE = re.compile(r"^(>=|<=|>|<|==)\s*v?(\d+(?:\.\d+)*)$")
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _SPACE = " \t\n\r\v\f"
@@ -27,8 +29,14 @@ class Patch:
     path: Path
     strip: int
     versions: tuple[tuple[str, tuple[int, ...]], ...]  # all must hold, e.g. ((">=", (1, 3)), ("<", (1, 4)))
+    # GOARCH values the patch is for (goarch=386): a fix for 386 binaries stays out of a multiarch64 (amd64) build,
+    # which ships upstream's code. Empty: every architecture.
+    goarches: tuple[str, ...] = ()
 
-    def applies_to(self, version: str) -> bool:
+    def applies_to(self, version: str, goarch: str | None = None) -> bool:
+        """Whether the patch is for version (and for goarch, when one is given)."""
+        if goarch is not None and self.goarches and goarch not in self.goarches:
+            return False
         have = _numbers(version)
         return all(_compare(have, op, bound) for op, bound in self.versions)
 
@@ -45,7 +53,8 @@ def _compare(have: tuple[int, ...], op: str, bound: tuple[int, ...]) -> bool:
 
 
 def read_series(directory: Path) -> list[Patch]:
-    """Parse directory/series: one patch per line, optional `-pN` and `versions=>=1.3,<1.4`; `#` starts a comment."""
+    """Parse directory/series: one patch per line, optional `-pN`, `versions=>=1.3,<1.4` and `goarch=386`;
+    `#` starts a comment."""
     series = directory / "series"
     if not series.is_file():
         return []
@@ -58,7 +67,7 @@ def read_series(directory: Path) -> list[Patch]:
         path = directory / words[0]
         if not path.is_file():
             raise PatchError(f"{where}: patch {words[0]} does not exist", hint=f"add it to {directory} or remove the line")
-        strip, versions = 1, []
+        strip, versions, goarches = 1, [], []
         for option in words[1:]:
             if re.fullmatch(r"-p\d+", option):
                 strip = int(option[2:])
@@ -68,9 +77,14 @@ def read_series(directory: Path) -> list[Patch]:
                     if not match:
                         raise PatchError(f"{where}: bad version range {clause!r}", hint="write it like versions=>=1.3,<1.4")
                     versions.append((match.group(1), tuple(int(n) for n in match.group(2).split("."))))
+            elif option.startswith("goarch="):
+                goarches += option[len("goarch="):].split(",")
+                unknown = [g for g in goarches if g not in GOARCHES]
+                if unknown:
+                    raise PatchError(f"{where}: unknown goarch {unknown[0]!r}", hint=f"one of {', '.join(GOARCHES)}, comma-separated")
             else:
-                raise PatchError(f"{where}: unknown option {option!r}", hint="options are -pN and versions=>=A,<B")
-        patches.append(Patch(path=path, strip=strip, versions=tuple(versions)))
+                raise PatchError(f"{where}: unknown option {option!r}", hint="options are -pN, versions=>=A,<B and goarch=386")
+        patches.append(Patch(path=path, strip=strip, versions=tuple(versions), goarches=tuple(goarches)))
     return patches
 
 
@@ -309,14 +323,14 @@ def _failure_summary(output: str) -> str:
     return output.strip().splitlines()[-1] if output.strip() else "patch failed"
 
 
-def apply_series(patches: list[Patch], tree: Path, version: str) -> list[Patch]:
-    """Apply the patches that cover version; return those applied.
+def apply_series(patches: list[Patch], tree: Path, version: str, goarch: str | None = None) -> list[Patch]:
+    """Apply the patches that cover version (and goarch); return those applied.
 
     Each patch's file names are checked first (check_paths), then it is dry-run, so a refused or failing patch changes nothing.
     """
     applied = []
     for patch in patches:
-        if not patch.applies_to(version):
+        if not patch.applies_to(version, goarch):
             continue
         check_paths(patch, tree)
         base = ["patch", f"-p{patch.strip}", "--batch", "--forward", "--no-backup-if-mismatch", "-d", str(tree), "-i", str(patch.path)]

@@ -117,7 +117,7 @@ def plan_build(
 
 def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> list[PlannedTask]:
     packaging = config.packaging
-    arch = config.host_arch.names.debian
+    arch = config.deb_arch.names.debian
     tasks = []
     debs = []
     for package in packages:
@@ -129,6 +129,8 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             components.add("tini")  # its licence text goes into the copyright file
         packaging_dir = layout.project_dir / "packaging"
         inputs = [packaging_dir / "scripts" / package.name / s for s in package.scripts]
+        if config.strategy == "multiarch64":
+            inputs.append(packaging_dir / debs_module.MULTIARCH64_PREINST)
         inputs += [packaging_dir / "files" / f.file for f in package.files if f.file]
         overrides = packaging_dir / "lintian" / package.name
         if overrides.is_file():
@@ -137,7 +139,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             PlannedTask(
                 basename="package",
                 name=package.name,
-                doc=f"Pack {package.name} as an {arch} .deb with dpkg-deb",
+                doc=f"Pack {package.name} as an {arch} .deb with dpkg-deb ({config.host_arch.names.debian} binaries)",
                 action=functools.partial(debs_module.build_deb, package, config, packaging, layout),
                 file_dep=(
                     *(layout.binary(b) for b in sorted(set(binaries))),
@@ -150,6 +152,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                     "packaging": _as_data(packaging),
                     "versions": {c.name: c.version for c in config.components},
                     "release_date": config.release.epoch,
+                    "flavour": {"strategy": config.strategy, "go386": config.go386},
                 },
             )
         )
@@ -217,11 +220,12 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
             basename="source",
             name=component.name,
             doc=f"Copy {component.name}'s pristine tree and apply patches/{component.name}/series",
-            action=functools.partial(build.prepare_source, component, settings, layout),
+            action=functools.partial(build.prepare_source, config, component, settings, layout),
             # Copying patch_modules asks the resolved go command.
             file_dep=(layout.source_record(component.name), *layout.patch_files(component.name), *((layout.toolchain_record,) if go_source else ())),
             targets=(layout.prepared_stamp(component.name),),
-            config={"version": component.version, "source": _as_data(component.source)},
+            # The series applies by GOARCH too (goarch=386).
+            config={"version": component.version, "source": _as_data(component.source), "goarch": config.host_arch.names.go},
             clean=(layout.source_tree(component.name),),
         ),
     ]

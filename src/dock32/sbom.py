@@ -338,7 +338,7 @@ def render(document: Mapping[str, Any]) -> str:
 def write_sbom(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
     """dist/<target>/<package>_<version>_<arch>.spdx.json, from the .deb and build/<target>/manifest.json."""
     dist = layout.dist_dir
-    arch = config.host_arch.names.debian
+    arch = config.deb_arch.names.debian
     version = package_version(package, config, packaging)
     deb_path = dist / deb_filename(package, version, arch)
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
