@@ -14,7 +14,7 @@ try:
 except Dock32Error as exc:
     fail(exc)
 
-DOIT_CONFIG = doit_config(_project.settings)
+DOIT_CONFIG = doit_config(_project.settings, _project.config.target)
 
 
 def task_dock32():  # type: ignore[no-untyped-def]

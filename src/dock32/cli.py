@@ -49,7 +49,7 @@ class _Loader(TaskLoader2):  # type: ignore[misc]
         pass
 
     def load_doit_config(self) -> dict[str, Any]:
-        return doit_config(self._project.settings)
+        return doit_config(self._project.settings, self._project.config.target)
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         from doit.loader import generate_tasks
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--tests", action="store_true", help="setup: also install what only the tests use (toolchains/host.yaml test_apt)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
         help="set a buildcfg.yaml key for this run, e.g. --set go386=softfloat --set packaging.distro=debian-13 (also DOCK32_SET)",
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(exc)
     if args.command == "setup":
         try:
-            setup_host(project)
+            setup_host(project, tests=args.tests)
         except Dock32Error as exc:
             fail(exc)
         return 0

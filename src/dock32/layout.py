@@ -27,7 +27,8 @@ class Layout:
 
     @property
     def toolchain_record(self) -> Path:
-        return self.build_dir / "toolchain.json"
+        """Per target: the C toolchain (and its flags) depends on the strategy."""
+        return self.target_dir / "toolchain.json"
 
     def source_record(self, component: str) -> Path:
         return self.build_dir / "sources" / f"{component}.json"

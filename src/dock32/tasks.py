@@ -169,13 +169,14 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
         super().complete_run()
 
 
-def doit_config(settings: Settings) -> dict[str, Any]:
+def doit_config(settings: Settings, target: str) -> dict[str, Any]:
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     return {
         "default_tasks": ["build"],
         # sqlite3: doit writes its json backend in place at the end of a run, so a run killed while writing
-        # leaves a file the next run cannot read; sqlite commits or rolls back.
-        "dep_file": str(settings.build_dir / ".doit.sqlite3"),
+        # leaves a file the next run cannot read; sqlite commits or rolls back. One file per target: the task
+        # names are the same in every target, and one target's run must not make another's tasks look changed.
+        "dep_file": str(settings.build_dir / f".doit-{target}.sqlite3"),
         "backend": "sqlite3",
         "reporter": Dock32Reporter,
         "verbosity": 1,

@@ -20,7 +20,7 @@ from dock32.settings import Settings
 
 @dataclass(frozen=True)
 class ResolvedToolchain:
-    """What the build will actually use; written to build/toolchain.json and into the manifest."""
+    """What the build will actually use; written to build/<target>/toolchain.json and into the manifest."""
 
     go: str  # path of the go binary
     go_version: str  # e.g. go1.24.9, as the binary reports it

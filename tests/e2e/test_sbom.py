@@ -40,7 +40,7 @@ def sha256(path: Path) -> str:
 
 def go_version_m(binary: Path) -> tuple[str, list[tuple[str, str]]]:
     """The Go version and the (module, version) of each dependency, read here with the build's own go command."""
-    go = json.loads((SETTINGS.build_dir / "toolchain.json").read_text(encoding="utf-8"))["go"]
+    go = json.loads((SETTINGS.build_dir / CONFIG.target / "toolchain.json").read_text(encoding="utf-8"))["go"]
     out = subprocess.run([go, "version", "-m", binary], capture_output=True, text=True, check=True, env={**os.environ, "GOTOOLCHAIN": "local"}).stdout
     lines = out.splitlines()
     deps = [(f[1], f[2]) for f in (line.strip().split("\t") for line in lines[1:]) if f[0] == "dep"]
