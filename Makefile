@@ -18,8 +18,10 @@ setup:
 	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@$(PYTHON) -m dock32.cli setup
 
-# What only the tests use: actionlint for the CI workflow (it needs a Go >= 1.24, or one that fetches it).
+# What only the tests use: the Debian packages of toolchains/host.yaml test_apt (qemu, to boot a 32-bit kernel),
+# and actionlint for the CI workflow (it needs a Go >= 1.24, or one that fetches it).
 test-tools: setup
+	@$(PYTHON) -m dock32.cli setup --tests
 	@test -x $(VENV)/bin/actionlint || GOBIN=$(VENV)/bin GOTOOLCHAIN=auto go install $(ACTIONLINT)
 
 build: setup

@@ -159,6 +159,7 @@ class Toolchains:
     go: dict[str, GoToolchainPin]
     c: tuple[CToolchain, ...]
     host_packages: tuple[str, ...]  # toolchains/host.yaml: Debian packages every build machine needs
+    test_packages: tuple[str, ...] = ()  # toolchains/host.yaml test_apt: what only the tests use (`dock32 setup --tests`)
 
     def c_for(self, build: Arch, host: Arch) -> CToolchain | None:
         return next((t for t in self.c if t.build is build and t.host is host), None)
@@ -389,8 +390,13 @@ def load_toolchains(directory: Path) -> Toolchains:
                 foreign_arch=_text(fields["foreign_arch"], _NAME, "i386") if "foreign_arch" in fields else None,
             )
         )
-    host = load_yaml(directory / "host.yaml").mapping(allowed=("apt",), required=("apt",))
-    return Toolchains(go=pins, c=tuple(c_toolchains), host_packages=_apt_names(host["apt"]))
+    host = load_yaml(directory / "host.yaml").mapping(allowed=("apt", "test_apt"), required=("apt",))
+    return Toolchains(
+        go=pins,
+        c=tuple(c_toolchains),
+        host_packages=_apt_names(host["apt"]),
+        test_packages=_apt_names(host["test_apt"]) if "test_apt" in host else (),
+    )
 
 
 def _apt_names(node: Node) -> tuple[str, ...]:

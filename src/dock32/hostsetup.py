@@ -27,17 +27,20 @@ def missing_packages(packages: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def setup_host(project_dir: Path) -> None:
+def setup_host(project_dir: Path, tests: bool = False) -> None:
     """Install what the build machine lacks for buildcfg.yaml's target and for the other strategies' too (every C
-    toolchain of toolchains/c.yaml that builds on this machine), so that a matrix of targets builds without more set-up."""
+    toolchain of toolchains/c.yaml that builds on this machine), so that a matrix of targets builds without more set-up;
+    with `tests`, also what only the tests use (toolchains/host.yaml test_apt)."""
     config = load_config(project_dir / "buildcfg.yaml")
     toolchains = load_toolchains(project_dir / "toolchains")
     build = build_machine_arch()
     c_toolchains = [c_toolchain_for(toolchains, build, config.host_arch), *(t for t in toolchains.c if t.build is build and t.host is not config.host_arch)]
     wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + (() if shutil.which("go") else ("golang-go",))
+    if tests:
+        wanted = tuple(dict.fromkeys(wanted + toolchains.test_packages))
     missing = missing_packages(wanted)
     if not missing:
-        print("dock32 setup: all build packages are installed")
+        print(f"dock32 setup: all build{' and test' if tests else ''} packages are installed")
         return
     if shutil.which("apt-get") is None:
         raise ToolchainError(f"missing packages {' '.join(missing)} and no apt-get here", hint="install them with your package manager")
