@@ -1,10 +1,13 @@
 """`dock32 publish`: merge the flat repositories of several targets (CI artifacts) into one apt repository.
 
-Layout, as Debian's archive has it: pool/main/<first letter>/<package>/<file>.deb (with its SPDX SBOM beside
-it), and per distribution dists/<codename>/main/binary-<arch>/Packages(.gz) and dists/<codename>/Release,
+Layout, as Debian's archive has it: pool/<component>/<first letter>/<package>/<file>.deb (with its SPDX SBOM beside
+it), and per distribution dists/<codename>/<component>/binary-<arch>/Packages(.gz) and dists/<codename>/Release,
 signed into InRelease and Release.gpg when a key is given (the public keyring goes to the top). Each target's
-manifest.json says which distribution its packages are for. Two targets may ship the same package name
-(native32 and multiarch64, sse2 and softfloat): their versions differ, so apt sees both and the user pins one.
+manifest.json says which distribution its packages are for, and which flavour they are: each flavour is a component
+of its own (main: native32 with SSE2; softfloat; multiarch64). The flavours ship the same package names, so in one
+component apt would move a machine from one to another on upgrade (native32 to +multiarch64, a higher version, even
+where the kernel cannot run it); a component per flavour lets the user's sources line choose, as Debian's
+main/contrib/non-free does.
 """
 
 from __future__ import annotations
@@ -18,17 +21,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dock32 import atomic, signing
-from dock32.config import DISTROS
+from dock32.config import DISTROS, STRATEGIES
 from dock32.debs import file_hashes, package_stanza, write_indexes, write_release
 from dock32.errors import PackageError
 
-COMPONENT = "main"
+
+def apt_component(strategy: str, go386: str | None) -> str:
+    """The repository component of a flavour: `deb [signed-by=...] URL bookworm multiarch64`."""
+    if strategy == "multiarch64":
+        return "multiarch64"
+    return "softfloat" if go386 == "softfloat" else "main"
 
 
 @dataclass(frozen=True)
 class TargetRepo:
     folder: Path
     distro: str  # a DISTROS key, from the target's manifest.json
+    component: str  # apt_component of the target's flavour
     debs: tuple[Path, ...]
     sboms: dict[str, Path]  # .deb file name -> its SPDX document, published beside it in the pool
 
@@ -48,7 +57,10 @@ def read_target(folder: Path) -> TargetRepo:
     missing = [p.name for p in (*debs, *sboms.values()) if not p.is_file()]
     if not debs or missing:
         raise PackageError(f"{folder}: the manifest names files that are not there: {', '.join(missing) or 'no packages listed'}")
-    return TargetRepo(folder, distro, debs, sboms)
+    strategy = manifest.get("strategy")
+    if strategy not in STRATEGIES:
+        raise PackageError(f"{manifest_path}: unknown strategy {strategy!r}", hint=f"one of {', '.join(STRATEGIES)}")
+    return TargetRepo(folder, distro, apt_component(strategy, manifest.get("go386")), debs, sboms)
 
 
 def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key: str | None = None) -> list[Path]:
@@ -61,13 +73,14 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
     repos = [read_target(folder) for folder in targets]
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    by_distro: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))  # distro -> arch -> stanzas
+    # distro -> (component, arch) -> stanzas
+    by_distro: dict[str, dict[tuple[str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
     placed: dict[str, str] = {}
     for repo in repos:
         for deb in repo.debs:
             control = DebFile(str(deb)).debcontrol()
             name, arch = control["Package"], control["Architecture"]
-            pool = Path("pool") / COMPONENT / name[0] / name / deb.name
+            pool = Path("pool") / repo.component / name[0] / name / deb.name
             digest = file_hashes(deb)
             if deb.name in placed and placed[deb.name] != digest["sha256"]:
                 raise PackageError(f"{deb.name}: two targets ship different files under this name ({placed[deb.name][:12]}, {digest['sha256'][:12]})")
@@ -78,20 +91,22 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
                     shutil.copyfile(repo.sboms[deb.name], (staging / pool).parent / repo.sboms[deb.name].name)
                 placed[deb.name] = digest["sha256"]
             stanza = package_stanza(deb, pool.as_posix(), digest)
-            if stanza not in by_distro[repo.distro][arch]:
-                by_distro[repo.distro][arch].append(stanza)
+            if stanza not in by_distro[repo.distro][repo.component, arch]:
+                by_distro[repo.distro][repo.component, arch].append(stanza)
     when = date or datetime.now(UTC)
     releases = []
-    for distro_name, arches in sorted(by_distro.items()):
+    for distro_name, indexed in sorted(by_distro.items()):
         distro = DISTROS[distro_name]
         dist = staging / "dists" / distro.codename
         indexes = []
-        for arch, stanzas in sorted(arches.items()):
-            indexes += write_indexes(dist / COMPONENT / f"binary-{arch}", sorted(stanzas), int(when.timestamp()))
+        for (component, arch), stanzas in sorted(indexed.items()):
+            indexes += write_indexes(dist / component / f"binary-{arch}", sorted(stanzas), int(when.timestamp()))
         fields = {
             "Origin": "dock32", "Label": "dock32", "Suite": distro.codename, "Codename": distro.codename,
-            "Date": email.utils.format_datetime(when.astimezone(UTC), usegmt=True), "Architectures": " ".join(sorted(arches)),
-            "Components": COMPONENT, "Description": f"Docker for 32-bit x86 ({distro.codename}), built by dock32",
+            "Date": email.utils.format_datetime(when.astimezone(UTC), usegmt=True),
+            "Architectures": " ".join(sorted({arch for _, arch in indexed})),
+            "Components": " ".join(sorted({component for component, _ in indexed})),
+            "Description": f"Docker for 32-bit x86 ({distro.codename}), built by dock32",
         }
         write_release(dist, fields, indexes)
         if gpg_key:

@@ -104,18 +104,34 @@ def test_three_targets_in_one_workspace_stay_apart_and_share_downloads(packaged,
     raised = [line for line in lintian.stdout.splitlines() if line.startswith(("E:", "W:")) and "binary-from-other-architecture" in line]
     assert raised == [], raised  # (the tiny package's other findings are not this test's business)
 
-    # apt's dpkg on a real i386 Debian installs it: the preinst runs the x86_64 probe on this kernel and lets it in,
-    # and the amd64 programs run in the 32-bit userland.
+    # One repository, a component per flavour: the sources line chooses, and upgrades never switch flavour.
+    repo = root / "repo"
+    published = run_dock32(root, "publish", "--to", str(repo), *(str(root / "dist" / t) for t in TARGETS), env=env)
+    assert published.returncode == 0, published.stderr
+    release = (repo / "dists" / "bookworm" / "Release").read_text()
+    assert "Components: main multiarch64 softfloat" in release, release
+    for component, version in (("main", ""), ("softfloat", "~softfloat"), ("multiarch64", "+multiarch64")):
+        index = (repo / "dists" / "bookworm" / component / "binary-i386" / "Packages").read_text()
+        assert [line for line in index.splitlines() if line.startswith("Version:")] == [f"Version: 1.0.0-1~debian.12~bookworm{version}"], index
+        assert f"Filename: pool/{component}/h/hello/" in index
+
+    # apt on a real i386 Debian installs the multiarch64 flavour from its component: the preinst runs the x86_64
+    # probe on this kernel and lets it in, and the amd64 programs run in the 32-bit userland.
     log = root / "install.log"
     clean = ensure_root(DISTROS["debian-12"], Arch.I386, settings_from_env(ROOT), log)
     with overlay(clean, root / "overlay", log) as installed:
-        shutil.copy2(debs["multiarch64-i386"][0], installed / "tmp" / "hello.deb")
-        chroot_run(installed, ["dpkg", "-i", "/tmp/hello.deb"], log, "dpkg -i")
+        shutil.copytree(repo, installed / "srv" / "repo")
+        sources = installed / "etc" / "apt" / "sources.list.d" / "dock32.list"
+        sources.write_text("deb [trusted=yes] file:/srv/repo bookworm multiarch64\n")
+        only_ours = ["-o", "Dir::Etc::SourceList=/etc/apt/sources.list.d/dock32.list", "-o", "Dir::Etc::SourceParts=-"]
+        chroot_run(installed, ["apt-get", "update", "-q", *only_ours], log, "apt-get update")
+        chroot_run(installed, ["apt-get", "install", "-y", "-q", *only_ours, "hello"], log, "apt-get install hello")
         assert in_root(installed, "dpkg", "--print-architecture") == "i386\n"
         assert in_root(installed, "dpkg-query", "-W", "-f=${Version} ${Architecture}", "hello") == "1.0.0-1~debian.12~bookworm+multiarch64 i386"
         assert in_root(installed, "/usr/bin/hello").startswith("hello 1.0.0 dep-says-hi libseccomp 2.")
         assert in_root(installed, "/usr/bin/cinit") == "cinit 1.0 64-bit\n"
         # Under linux32 (uname -m: i686) the kernel still runs x86_64: the check asks the kernel, not uname.
+        shutil.copy2(debs["multiarch64-i386"][0], installed / "tmp" / "hello.deb")
         assert in_root(installed, "setarch", "i686", "uname", "-m") == "i686\n"
         chroot_run(installed, ["setarch", "i686", "dpkg", "-i", "/tmp/hello.deb"], log, "dpkg -i under setarch i686")
 
