@@ -128,15 +128,15 @@ def _changelog(package: DebPackage, version: str, config: BuildConfig, packaging
     date = email.utils.format_datetime(config.release.date)
     return (
         f"{package.source} ({version}) {packaging.distro.codename}; urgency=medium\n\n"
-        f"  * Docker {config.release.version} built for {_built_for(config)} by dock32.\n\n"
+        f"  * Docker {config.release.version} built for {config.deb_arch.names.debian} by dock32{_programs_note(config)}.\n\n"
         f" -- {packaging.maintainer}  {date}\n"
     )
 
 
-def _built_for(config: BuildConfig) -> str:
-    if config.host_arch is config.deb_arch:
-        return config.deb_arch.names.debian
-    return f"{config.deb_arch.names.debian} userlands on x86_64 kernels ({config.host_arch.names.debian} programs, {config.strategy})"
+def _programs_note(config: BuildConfig) -> str:
+    """For packages whose programs are for another architecture than the package (multiarch64); lintian wants
+    changelog lines within 80 columns."""
+    return "" if config.host_arch is config.deb_arch else f" ({config.host_arch.names.debian} programs: {config.strategy})"
 
 
 def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout, root: Path) -> str:
