@@ -14,7 +14,7 @@ from dock32.toolchain import c_toolchain_for, check_c, go_version_of, install_co
 
 
 def report(config_path: Path, settings: Settings) -> None:
-    config = load_config(config_path)
+    config = load_config(config_path, settings.overrides)
     toolchains = load_toolchains(config_path.parent / "toolchains")
     build = build_machine_arch()
     rows: list[tuple[str, bool, str]] = []

@@ -206,7 +206,7 @@ def load_project(project_dir: Path, offline: bool | None = None, overrides: tupl
 
 def claim_workspace(settings: Settings, doit_argv: list[str]) -> None:
     """Before doit reads its database: one task-running build per workspace, stopped cleanly by Ctrl-C or SIGTERM."""
-    if workspace.doit_command(doit_argv) not in workspace.READ_ONLY_COMMANDS:
+    if workspace.doit_command(doit_argv) not in workspace.READ_ONLY_COMMANDS and not workspace.only_read_only_tasks(doit_argv):
         workspace.hold_lock(settings.build_dir, settings.dist_dir)
         workspace.stop_on_signals()
 

@@ -20,6 +20,8 @@ from dock32.errors import BuildError
 
 # doit commands that only read the workspace; every other one may run tasks.
 READ_ONLY_COMMANDS = frozenset({"list", "help", "info", "dumpdb", "tabcompletion"})
+# Tasks that only look at the machine: asking for them alone needs no lock, so they work while a build runs.
+READ_ONLY_TASKS = frozenset({"doctor"})
 
 _held: dict[Path, int] = {}
 
@@ -89,6 +91,14 @@ def doit_command(argv: list[str]) -> str:
     commands = {command.get_name() for command in DoitMain.DOIT_CMDS}
     words = [a for a in argv if not a.startswith("-")]
     return words[0] if words and words[0] in commands else "run"
+
+
+def only_read_only_tasks(argv: list[str]) -> bool:
+    """Whether argv runs only tasks that change nothing (`doit doctor`)."""
+    words = [a for a in argv if not a.startswith("-") and "=" not in a]
+    if words[:1] == ["run"]:
+        words = words[1:]
+    return bool(words) and set(words) <= READ_ONLY_TASKS
 
 
 def stop_on_signals() -> None:
