@@ -133,3 +133,13 @@ def test_native32_packages_have_no_preinst(tmp_path: Path) -> None:
     root.mkdir()
     stage_package(plugin, config, config.packaging, layout, root)
     assert not (root / "DEBIAN" / "preinst").exists()
+
+
+def test_the_ci_matrix_names_each_target_as_its_settings_make_it() -> None:
+    """.github/workflows/build.yml: each entry's target is the folder its `set` gives (artifacts are found by it)."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "build.yml").read_text())
+    entries = workflow["jobs"]["build"]["strategy"]["matrix"]["include"]
+    assert {load_config(ROOT / "buildcfg.yaml", tuple(e["set"].split())).target: e["target"] for e in entries} == {e["target"]: e["target"] for e in entries}
+    assert {"native32-i386", "native32-i386-softfloat", "multiarch64-i386"} <= {e["target"] for e in entries}
