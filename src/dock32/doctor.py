@@ -10,7 +10,7 @@ from dock32.config import load_config, load_toolchains
 from dock32.errors import ToolchainError
 from dock32.hostsetup import missing_packages
 from dock32.settings import Settings
-from dock32.toolchain import c_toolchain_for, check_c, go_version_of, install_command
+from dock32.toolchain import bootstrap_go_setup, c_toolchain_for, check_c, find_bootstrap_go, go_version_of, install_command, likely_bootstrap_minimum
 
 
 def report(config_path: Path, settings: Settings) -> None:
@@ -30,12 +30,22 @@ def report(config_path: Path, settings: Settings) -> None:
         rows.append(("go", True, f"{version} (the pinned version)"))
     else:
         pin = toolchains.go.get(config.go_version)
-        pinned = pin is not None and f"linux-{build.names.go}" in pin.sums
-        if pinned:
+        platform = f"linux-{build.names.go}"
+        ok = True
+        if pin is not None and platform in pin.sums:
             detail = f"{version}; {wanted} will be provisioned through GOPROXY"
+        elif pin is not None and pin.sums:
+            bootstrap = find_bootstrap_go(likely_bootstrap_minimum(config.go_version))
+            ok = bootstrap is not None
+            if bootstrap is not None:
+                detail = f"{version}; no module pinned for {platform}: {wanted} will be built from source with {bootstrap[1]}"
+            else:
+                detail = f"{version}; no module pinned for {platform}: building {wanted} from source needs a newer Go to bootstrap"
+                packages, suite = bootstrap_go_setup(config, toolchains, build)
+                fixes.append(f"apt-get install -y {' '.join(packages)}" + (f"   # from {suite} (`make setup` adds it)" if suite else ""))
         else:
-            detail = f"{version}; no pin for {wanted} on linux-{build.names.go}: the build falls back to {version}"
-        rows.append(("go", True, detail))
+            detail = f"{version}; no pin for {wanted}: the build falls back to {version}"
+        rows.append(("go", ok, detail))
 
     if any(c.needs_c for c in config.components):
         chosen = c_toolchain_for(toolchains, build, config.host_arch)

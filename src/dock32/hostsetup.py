@@ -8,8 +8,9 @@ from pathlib import Path
 from dock32.arch import build_machine_arch
 from dock32.config import load_config, load_toolchains
 from dock32.errors import ToolchainError
+from dock32.fetch import apt_debian_mirror
 from dock32.run import capture, run
-from dock32.toolchain import c_toolchain_for
+from dock32.toolchain import bootstrap_go_setup, c_toolchain_for
 
 
 def missing_packages(packages: tuple[str, ...]) -> list[str]:
@@ -35,7 +36,10 @@ def setup_host(project_dir: Path, tests: bool = False) -> None:
     toolchains = load_toolchains(project_dir / "toolchains")
     build = build_machine_arch()
     c_toolchains = [c_toolchain_for(toolchains, build, config.host_arch), *(t for t in toolchains.c if t.build is build and t.host is not config.host_arch)]
-    wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + (() if shutil.which("go") else ("golang-go",))
+    # Where no Go toolchain module is pinned for this machine (i386), the build makes the pinned Go from source: with what?
+    bootstrap, suite = bootstrap_go_setup(config, toolchains, build)
+    go = () if shutil.which("go") else ("golang-go",)
+    wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + go + bootstrap
     if tests:
         wanted = tuple(dict.fromkeys(wanted + toolchains.test_packages))
     missing = missing_packages(wanted)
@@ -50,6 +54,8 @@ def setup_host(project_dir: Path, tests: bool = False) -> None:
     for foreign in dict.fromkeys(t.foreign_arch for t in c_toolchains if t.foreign_arch):
         if foreign not in architectures:
             steps.append(["dpkg", "--add-architecture", foreign])
+    if suite and set(bootstrap) & set(missing):
+        enable_suite(suite)
     # A mirror caught mid-sync makes `apt-get update` exit non-zero for one index;
     # the install below is what must succeed, so only it is checked.
     steps.append(["apt-get", "update", "-q"])
@@ -64,3 +70,16 @@ def setup_host(project_dir: Path, tests: bool = False) -> None:
     if still:
         raise ToolchainError(f"still missing after install: {' '.join(still)}")
 
+
+def enable_suite(suite: str, apt_dir: Path = Path("/etc/apt")) -> None:
+    """Add suite (bookworm-backports) of this machine's Debian mirror to apt's sources, unless a source names it.
+    apt installs from backports only what is asked for by name (priority 100), never as an upgrade."""
+    sources = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]
+    if any(suite in path.read_text(encoding="utf-8", errors="replace").split() for path in sources if path.is_file()):
+        return
+    mirror = apt_debian_mirror((apt_dir,))
+    if mirror is None:
+        raise ToolchainError(f"no Debian mirror in apt's sources to take {suite} from", hint=f"add {suite} to apt's sources")
+    target = apt_dir / "sources.list.d" / f"dock32-{suite}.list"
+    print(f"dock32 setup: adding {suite} to apt's sources ({target})", flush=True)
+    target.write_text(f"deb {mirror} {suite} main\n", encoding="utf-8")

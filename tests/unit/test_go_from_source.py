@@ -1,0 +1,55 @@
+"""The pinned Go built from source where no toolchain module is pinned for the build machine (i386): which Go may
+bootstrap it, and the apt source `make setup` adds for one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dock32.hostsetup import enable_suite
+from dock32.toolchain import BOOTSTRAP_GO_PACKAGES, bootstrap_minimum, likely_bootstrap_minimum
+
+
+def test_the_minimum_is_read_from_make_bash(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "make.bash").write_text("#!/usr/bin/env bash\n# needs Go >= 1.22.6\nbootgo=1.22.6\nset -e\n")
+    assert bootstrap_minimum(tmp_path) == (1, 22, 6)
+    (tmp_path / "src" / "make.bash").write_text("#!/usr/bin/env bash\n")
+    assert bootstrap_minimum(tmp_path) == ()
+
+
+def test_the_likely_minimum_before_the_source_is_here() -> None:
+    assert likely_bootstrap_minimum("1.24.9") == (1, 22, 6)
+    assert likely_bootstrap_minimum("1.26") == (1, 24, 6)
+
+
+def test_bookworm_takes_a_go_from_backports_that_can_bootstrap_1_24() -> None:
+    package, suite = BOOTSTRAP_GO_PACKAGES["bookworm"]
+    assert suite == "bookworm-backports"
+    assert tuple(int(p) for p in package.split("-")[1].split(".")) >= likely_bootstrap_minimum("1.24.9")[:2]
+
+
+def test_enable_suite_adds_the_machines_mirror_once(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text("deb http://mirror.invalid/debian bookworm main\n")
+    enable_suite("bookworm-backports", tmp_path)
+    added = tmp_path / "sources.list.d" / "dock32-bookworm-backports.list"
+    assert added.read_text() == "deb http://mirror.invalid/debian bookworm-backports main\n"
+    enable_suite("bookworm-backports", tmp_path)
+    assert sorted(p.name for p in (tmp_path / "sources.list.d").iterdir()) == ["dock32-bookworm-backports.list"]
+
+
+def test_enable_suite_leaves_a_source_that_names_it(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text("deb http://mirror.invalid/debian bookworm main\ndeb http://mirror.invalid/debian bookworm-backports main\n")
+    enable_suite("bookworm-backports", tmp_path)
+    assert list((tmp_path / "sources.list.d").iterdir()) == []
+
+
+def test_enable_suite_without_a_mirror_says_so(tmp_path: Path) -> None:
+    from dock32.errors import ToolchainError
+
+    (tmp_path / "sources.list.d").mkdir()
+    with pytest.raises(ToolchainError, match="no Debian mirror"):
+        enable_suite("bookworm-backports", tmp_path)
