@@ -117,9 +117,9 @@ def c_flags(config: BuildConfig, toolchain: ResolvedToolchain) -> str:
     """The C compiler flags for this build: the toolchain's, and for softfloat no SSE at all."""
     flags = toolchain.c_env.get("CGO_CFLAGS", "").split()
     if config.go386 == "softfloat":
-        # Setting CGO_CFLAGS replaces cgo's default, -O2 -g: keep it.
-        flags = [*(flags or ["-O2", "-g"]), *NO_SSE_CFLAGS]
-    return " ".join(flags)
+        flags = [*flags, *NO_SSE_CFLAGS]
+    # Setting CGO_CFLAGS replaces cgo's default, -O2 -g: keep it.
+    return " ".join(["-O2", "-g", *flags]) if flags else ""
 
 
 def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedToolchain, settings: Settings) -> dict[str, str]:
@@ -187,8 +187,10 @@ def _cmake_build(
     # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
     cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", c_flags(config, toolchain)]).strip()
     env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
+    # The toolchain's link flags (where the crt files, libgcc and libc come from) apply to tini as to cgo.
+    link = [f"-DCMAKE_EXE_LINKER_FLAGS={toolchain.c_env['CGO_LDFLAGS']}"] if toolchain.c_env.get("CGO_LDFLAGS") else []
     run(
-        ["cmake", "-S", tree, "-B", work, f"-DCMAKE_C_COMPILER={toolchain.cc}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_C_FLAGS={cflags}", *binary.args],
+        ["cmake", "-S", tree, "-B", work, f"-DCMAKE_C_COMPILER={toolchain.cc}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_C_FLAGS={cflags}", *link, *binary.args],
         env=env,
         log=log,
         what=f"configure {binary.name}",
@@ -280,7 +282,7 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
             "go_pinned": toolchain.go_pinned,
             "go_source": toolchain.go_source,
             "cc": toolchain.cc_version,
-            **({"libc": c_runtime_record(toolchain.cc)} if toolchain.cc else {}),
+            **({"libc": c_runtime_record(toolchain.cc, tuple(toolchain.c_env.get("CGO_LDFLAGS", "").split()))} if toolchain.cc else {}),
         },
         "components": components,
         "binaries": binaries,

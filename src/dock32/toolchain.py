@@ -322,10 +322,10 @@ def c_library_record(library: str, c_env: dict[str, str]) -> dict[str, str]:
     return record
 
 
-def c_runtime_record(cc: str) -> dict[str, str]:
-    """The C library the compiler links statically (libc.a) and the Debian package it came from, for the SBOM:
-    libc6-dev-i386-cross for the cross compiler, libc6-dev on an i386 machine."""
-    found = capture([cc, "-print-file-name=libc.a"]).stdout.strip()
+def c_runtime_record(cc: str, ldflags: tuple[str, ...] = ()) -> dict[str, str]:
+    """The C library the compiler links statically (libc.a) with the toolchain's link flags, and the Debian package it
+    came from, for the SBOM: libc6-dev:i386 (multiarch) for the cross compiler and on an i386 machine alike."""
+    found = capture([cc, *ldflags, "-print-file-name=libc.a"]).stdout.strip()
     record = {"name": "libc"}
     if found and os.path.isabs(found):
         record.update(_debian_owner(found))
