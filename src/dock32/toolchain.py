@@ -324,7 +324,7 @@ def c_library_record(library: str, c_env: dict[str, str]) -> dict[str, str]:
 
 def c_runtime_record(cc: str, ldflags: tuple[str, ...] = ()) -> dict[str, str]:
     """The C library the compiler links statically (libc.a) with the toolchain's link flags, and the Debian package it
-    came from, for the SBOM: libc6-dev:i386 (multiarch) for the cross compiler and on an i386 machine alike."""
+    came from, for the SBOM: libc6-dev-i386-cross for the i386 toolchains (cross and native alike), libc6-dev elsewhere."""
     found = capture([cc, *ldflags, "-print-file-name=libc.a"]).stdout.strip()
     record = {"name": "libc"}
     if found and os.path.isabs(found):
