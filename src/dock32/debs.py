@@ -43,9 +43,10 @@ MULTIARCH64_LINTIAN = (
 def flavour_suffix(config: BuildConfig) -> str:
     """What the version says about the flavour, so that an installed system cannot be taken for another.
 
-    GO386=softfloat: `~softfloat` (sorts before the sse2 build: a softfloat box that sees both must pin, and an
-    sse2 box never moves to the slower build). multiarch64: `+multiarch64` (sorts after native32: a box that
-    switches its apt source from native32 to multiarch64 gets it as an upgrade, with no downgrade flags)."""
+    GO386=softfloat: `~softfloat` (sorts before the sse2 build, so an sse2 box never takes the slower build for an
+    upgrade). multiarch64: `+multiarch64` (sorts after native32: a box that switches its apt source from native32
+    to multiarch64 gets it as an upgrade, with no downgrade flags). `dock32 publish` keeps each flavour in a
+    component of its own, so apt never mixes them unasked."""
     if config.strategy == "multiarch64":
         return "+multiarch64"
     return "~softfloat" if config.go386 == "softfloat" else ""
