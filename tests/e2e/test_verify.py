@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dock32 import verify as verify_module
+from dock32.arch import Arch, build_machine_arch
 from dock32.layout import Layout
 from dock32.tasks import load_project
 
@@ -57,6 +58,11 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
     if not verify_module.kernel_has_sctp():
         expected["SCTP port published"] = "skipped"
         assert {s["name"]: s["detail"] for s in report["scenarios"]}["SCTP port published"] == "no SCTP in this kernel"
+    if build_machine_arch() is not Arch.AMD64:
+        # An i386 build machine (a 32-bit kernel, or setarch i686 on a 64-bit one) has no amd64 busybox at hand and is
+        # taken to run no x86_64 program: both amd64 scenarios say so and skip.
+        expected["amd64 image under the default seccomp profile"] = "skipped"
+        expected["amd64-only image pulled without --platform"] = "skipped"
     assert len(statuses) >= 12 and statuses == expected
     assert "amd64 image under the default seccomp profile" in statuses
     assert leftovers(str(release_build / "verify.")) == []
