@@ -42,7 +42,7 @@ def report(config_path: Path, settings: Settings) -> None:
             else:
                 detail = f"{version}; no module pinned for {platform}: building {wanted} from source needs a newer Go to bootstrap"
                 packages, suite = bootstrap_go_setup(config, toolchains, build)
-                fixes.append(f"apt-get install -y {' '.join(packages)}" + (f"   # from {suite} (`make setup` adds it)" if suite else ""))
+                fixes.append(f"apt-get install -y {f'-t {suite} ' if suite else ''}{' '.join(packages)}" + (f"   # `make setup` adds {suite}" if suite else ""))
         else:
             detail = f"{version}; no pin for {wanted}: the build falls back to {version}"
         rows.append(("go", ok, detail))

@@ -36,36 +36,41 @@ def setup_host(project_dir: Path, tests: bool = False) -> None:
     toolchains = load_toolchains(project_dir / "toolchains")
     build = build_machine_arch()
     c_toolchains = [c_toolchain_for(toolchains, build, config.host_arch), *(t for t in toolchains.c if t.build is build and t.host is not config.host_arch)]
-    # Where no Go toolchain module is pinned for this machine (i386), the build makes the pinned Go from source: with what?
+    # Where no Go toolchain module is pinned for this machine (i386), the build makes the pinned Go from source with
+    # the machine's Go, which must be new enough: Debian 12's golang-go from bookworm-backports (an upgrade, so asked for
+    # with -t even when an older golang-go is installed).
     bootstrap, suite = bootstrap_go_setup(config, toolchains, build)
-    go = () if shutil.which("go") else ("golang-go",)
-    wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + go + bootstrap
+    go = () if shutil.which("go") or bootstrap else ("golang-go",)
+    wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + go
     if tests:
         wanted = tuple(dict.fromkeys(wanted + toolchains.test_packages))
     missing = missing_packages(wanted)
-    if not missing:
+    if not missing and not bootstrap:
         print(f"dock32 setup: all build{' and test' if tests else ''} packages are installed")
         return
     if shutil.which("apt-get") is None:
         raise ToolchainError(f"missing packages {' '.join(missing)} and no apt-get here", hint="install them with your package manager")
-    print(f"dock32 setup: installing {' '.join(missing)}", flush=True)
+    print(f"dock32 setup: installing {' '.join(missing + list(bootstrap))}{f' ({suite})' if bootstrap and suite else ''}", flush=True)
     steps: list[list[str]] = []
     architectures = capture(["dpkg", "--print-foreign-architectures"]).stdout.split()
     for foreign in dict.fromkeys(t.foreign_arch for t in c_toolchains if t.foreign_arch):
         if foreign not in architectures:
             steps.append(["dpkg", "--add-architecture", foreign])
-    if suite and set(bootstrap) & set(missing):
+    if bootstrap and suite:
         enable_suite(suite)
     # A mirror caught mid-sync makes `apt-get update` exit non-zero for one index;
-    # the install below is what must succeed, so only it is checked.
+    # the installs after it are what must succeed, so only they are checked.
     steps.append(["apt-get", "update", "-q"])
-    steps.append(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing])
-    for index, step in enumerate(steps):
+    installs = [["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]] if missing else []
+    if bootstrap:
+        installs.append(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(["-t", suite] if suite else []), *bootstrap])
+    for step in steps:
         try:
             run(step, log=None, env={"DEBIAN_FRONTEND": "noninteractive"}, error=ToolchainError)
         except ToolchainError:
-            if index == len(steps) - 1:
-                raise
+            pass
+    for step in installs:
+        run(step, log=None, env={"DEBIAN_FRONTEND": "noninteractive"}, error=ToolchainError)
     still = missing_packages(wanted)
     if still:
         raise ToolchainError(f"still missing after install: {' '.join(still)}")

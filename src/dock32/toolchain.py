@@ -112,9 +112,10 @@ def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
 
 BUILT_MARKER = ".dock32-built"
 # Debian's Go packages that can bootstrap the build, by the build machine's release (os-release VERSION_CODENAME),
-# with the suite they come from: bookworm's own golang-go (1.19) is older than Go 1.24's make.bash accepts (1.22.6).
-# Elsewhere the release's golang-go is taken (trixie: 1.24).
-BOOTSTRAP_GO_PACKAGES: dict[str, tuple[str, str]] = {"bookworm": ("golang-1.22-go", "bookworm-backports")}
+# with the suite they come from: bookworm's own golang-go (1.19) is older than Go 1.24's make.bash accepts (1.22.6),
+# bookworm-backports' is 1.23 (and, as the machine's `go`, new enough for the tests' modules too). Elsewhere the
+# release's golang-go is taken (trixie: 1.24).
+BOOTSTRAP_GO_PACKAGES: dict[str, tuple[str, str]] = {"bookworm": ("golang-go", "bookworm-backports")}
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -203,7 +204,7 @@ def go_from_source(version: str, pin: GoToolchainPin, build: Arch, settings: Set
             raise ToolchainError(
                 f"Go {version} for linux-{build.names.go} is built from source here, which needs Go >= {need} to bootstrap; "
                 f"found {', '.join(f'{go} ({go_version_of(go)})' for go in bootstrap_candidates()) or 'none'}",
-                hint="`make setup` installs one (Debian 12: golang-1.22-go from bookworm-backports)",
+                hint="`make setup` installs one (Debian 12: golang-go from bookworm-backports, Go 1.23)",
             )
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=name + ".", suffix=".partial", dir=dest.parent))
