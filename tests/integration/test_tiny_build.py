@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dock32.arch import Arch, build_machine_arch
+from dock32.config import load_toolchains
+
 from .conftest import PATCH, h1, is_elf_i386, ran_tasks, run_dock32
 
 pytestmark = pytest.mark.integration
@@ -131,12 +134,16 @@ def test_clean_removes_outputs_but_keeps_the_download_cache(tiny) -> None:  # ty
 
 def test_missing_c_compiler_is_named_with_the_install_command(tiny) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
+    # The C toolchain this machine builds i386 with: i686-linux-gnu-gcc on amd64, gcc on i386.
+    chosen = load_toolchains(root / "toolchains").c_for(build_machine_arch(), Arch.I386)
+    assert chosen is not None
     c_yaml = root / "toolchains" / "c.yaml"
-    c_yaml.write_text(c_yaml.read_text().replace("cc: i686-linux-gnu-gcc", "cc: i686-linux-gnu-gcc-404"))
+    c_yaml.write_text(re.sub(rf"^(\s+cc: ){re.escape(chosen.cc)}$", rf"\g<1>{chosen.cc}-404", c_yaml.read_text(), flags=re.MULTILINE))
     doctor = run_dock32(root, "doctor", env=env)
     assert doctor.returncode == 4
-    assert re.search(r"^MISSING C for i386 +C compiler i686-linux-gnu-gcc-404 not found", doctor.stdout, re.MULTILINE), doctor.stdout
-    assert "apt-get install -y gcc-i686-linux-gnu" in doctor.stdout
+    assert re.search(rf"^MISSING C for i386 +C compiler {re.escape(chosen.cc)}-404 not found", doctor.stdout, re.MULTILINE), doctor.stdout
+    assert f"apt-get install -y {chosen.apt_packages[0]}" in doctor.stdout
     build = run_dock32(root, "build", env=env)
     assert build.returncode == 4
-    assert "error: toolchain: C compiler i686-linux-gnu-gcc-404 not found (hint: install them: dpkg --add-architecture i386 && apt-get update" in build.stderr
+    foreign = f"dpkg --add-architecture {chosen.foreign_arch} && " if chosen.foreign_arch else ""
+    assert f"error: toolchain: C compiler {chosen.cc}-404 not found (hint: install them: {foreign}apt-get update" in build.stderr
