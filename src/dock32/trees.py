@@ -172,6 +172,9 @@ def _read_headers(tar: _Archive, archive: Path) -> list[tarfile.TarInfo]:
                 f"{archive.name}: member {member.name!r} declares {_size(member.size)}, which takes the unpacked tree past {_size(MAX_TREE_BYTES)}",
                 hint=_bomb_hint("MAX_TREE_BYTES"),
             )
+    if not members:
+        # Also what newer Pythons make of an archive whose first header is malformed (a negative size): no members.
+        raise FetchError(f"{archive.name}: no members: an empty archive, or one whose first header cannot be read", hint=_UNSAFE)
     # From here on only the data of members already checked is read.
     tar.bounded.limit = tar.offset
     return members
