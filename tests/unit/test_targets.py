@@ -104,15 +104,20 @@ def test_goarch_option_is_checked(tmp_path: Path) -> None:
         read_series(tmp_path)
 
 
-def test_a_multiarch64_package_is_i386_with_the_kernel_check(tmp_path: Path) -> None:
-    config, settings, packages, _ = plan_target(("strategy=multiarch64",), tmp_path)
+def staged_plugin(overrides: tuple[str, ...], tmp_path: Path) -> tuple[Path, str]:
+    """docker-buildx-plugin of the target, staged (a stand-in file for the program): its root and version."""
+    config, settings, packages, _ = plan_target(overrides, tmp_path)
     layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, ROOT)
     plugin = next(p for p in packages if p.name == "docker-buildx-plugin")
     layout.binary("docker-buildx").parent.mkdir(parents=True)
-    layout.binary("docker-buildx").write_bytes(b"\x7fELF\x02 stands in for the amd64 program")
+    layout.binary("docker-buildx").write_bytes(b"\x7fELF stands in for the program")
     root = tmp_path / "root"
     root.mkdir()
-    version = stage_package(plugin, config, config.packaging, layout, root)
+    return root, stage_package(plugin, config, config.packaging, layout, root)
+
+
+def test_a_multiarch64_package_is_i386_with_the_kernel_check(tmp_path: Path) -> None:
+    root, version = staged_plugin(("strategy=multiarch64",), tmp_path)
     control = Deb822((root / "DEBIAN" / "control").read_text())
     assert (control["Architecture"], control["Version"]) == ("i386", version)
     assert version.endswith("+multiarch64")
@@ -124,14 +129,7 @@ def test_a_multiarch64_package_is_i386_with_the_kernel_check(tmp_path: Path) -> 
 
 
 def test_native32_packages_have_no_preinst(tmp_path: Path) -> None:
-    config, settings, packages, _ = plan_target((), tmp_path)
-    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, ROOT)
-    plugin = next(p for p in packages if p.name == "docker-buildx-plugin")
-    layout.binary("docker-buildx").parent.mkdir(parents=True)
-    layout.binary("docker-buildx").write_bytes(b"\x7fELF\x01")
-    root = tmp_path / "root"
-    root.mkdir()
-    stage_package(plugin, config, config.packaging, layout, root)
+    root, _ = staged_plugin((), tmp_path)
     assert not (root / "DEBIAN" / "preinst").exists()
 
 
