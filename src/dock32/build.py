@@ -18,6 +18,7 @@ from dock32.patches import apply_series, read_series
 from dock32.run import capture, run
 from dock32.settings import Settings
 from dock32.toolchain import ResolvedToolchain, c_library_record, c_runtime_record, resolve
+from dock32.trees import copy_writable
 
 STAMP = ".dock32-prepared"
 # Raise when write_manifest records more (2: dependency sums and replacements, the C libraries' packages, for the SBOMs;
@@ -55,9 +56,7 @@ def _copy_patched_modules(source: GoModuleSource, tree: Path, settings: Settings
             reason = info.get("Error") or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
             raise BuildError(f"patch_modules: cannot fetch {module}: {reason}", hint="it must be a dependency in the component's module file")
         copy = tree / PATCHED_MODULES_DIR / module
-        shutil.copytree(info["Dir"], copy, symlinks=True)
-        for path in [copy, *copy.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
+        copy_writable(Path(info["Dir"]), copy)
         # `go mod edit` names its module file as an argument, not with -modfile.
         edit = [go, "mod", "edit", f"-replace={module}=./{PATCHED_MODULES_DIR}/{module}", *([source.modfile] if source.modfile else [])]
         run(edit, env=go_module_env(settings), cwd=tree, log=None, what=f"replace {module} with the tree's copy")
@@ -75,10 +74,7 @@ def prepare_source(config: BuildConfig, component: Component, settings: Settings
     staging = Path(tempfile.mkdtemp(prefix=component.name + ".", suffix=".partial", dir=destination.parent))
     try:
         tree = staging / "tree"
-        shutil.copytree(fetched.tree, tree, symlinks=True)
-        for path in [tree, *tree.rglob("*")]:
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | 0o200)
+        copy_writable(Path(fetched.tree), tree)
         source = component.source
         if isinstance(source, GoModuleSource) and source.modfile and not (tree / "go.mod").exists():
             # -modfile still needs a go.mod to mark the module root; upstream's

@@ -41,7 +41,7 @@ from dock32.errors import ConfigError, Dock32Error, FetchError, ToolchainError
 from dock32.patches import check_series, read_series
 from dock32.run import capture
 from dock32.settings import Settings, settings_from_env
-from dock32.trees import tree_hash_of_archive, unpack
+from dock32.trees import copy_writable, tree_hash_of_archive, unpack
 
 # Releases known not to work on 386: a version pattern (fnmatch) and the reason, or None where dock32 has only the entry.
 KNOWN_BROKEN: tuple[tuple[str, str | None], ...] = (
@@ -657,10 +657,7 @@ class Resolver:
             unpack(new.archive, tree)
             return tree
         assert new.source_dir is not None and isinstance(component.source, GoModuleSource)
-        shutil.copytree(new.source_dir, tree, symlinks=True)
-        for path in [tree, *tree.rglob("*")]:
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | 0o200)
+        copy_writable(new.source_dir, tree)
         source = component.source
         if source.modfile and not (tree / "go.mod").exists():
             (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")

@@ -20,6 +20,7 @@ from dock32.errors import ToolchainError
 from dock32.fetch import go_module_env
 from dock32.run import capture, run
 from dock32.settings import Settings
+from dock32.trees import copy_writable
 
 
 @dataclass(frozen=True)
@@ -215,10 +216,7 @@ def go_from_source(version: str, pin: GoToolchainPin, build: Arch, settings: Set
             goroot = staging / "go"
             # Everything but the other platform's programs (bin/, pkg/tool/), which make.bash builds anew.
             prebuilt = {(source, "bin"), (source / "pkg", "tool")}
-            shutil.copytree(source, goroot, symlinks=True, ignore=lambda folder, names: [n for n in names if (Path(folder), n) in prebuilt])
-            for path in [goroot, *goroot.rglob("*")]:
-                if not path.is_symlink():
-                    path.chmod(path.stat().st_mode | 0o200)
+            copy_writable(source, goroot, ignore=lambda folder, names: [n for n in names if (Path(folder), n) in prebuilt])
             # Module zips cannot hold nested go.mod files, so they carry them as _go.mod; the go command's own
             # toolchain switch renames them back the same way.
             for renamed in goroot.rglob("_go.mod"):

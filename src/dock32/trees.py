@@ -19,7 +19,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -402,3 +402,12 @@ def unpack(archive: Path, destination: Path) -> None:
         finally:
             # After a successful rename there is nothing left here to remove.
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_writable(source: Path, destination: Path, ignore: Callable[[str, list[str]], Iterable[str]] | None = None) -> None:
+    """Copy a read-only tree (Go's module cache, the cached pristine trees) to destination, symlinks as symlinks,
+    with every file and folder made writable for its owner, so that patches and builds can change it."""
+    shutil.copytree(source, destination, symlinks=True, ignore=ignore)
+    for path in [destination, *destination.rglob("*")]:
+        if not path.is_symlink():  # chmod would follow the link
+            path.chmod(path.stat().st_mode | 0o200)
