@@ -5,14 +5,17 @@ softfloat programs run on an emulated CPU without SSE2, where the default build'
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from dock32.config import GoBinary
+
 from ..qemu_guest import Boot, Guest, go_instruction_at, may_need_sse2, run_and_report
-from .conftest import SETTINGS, dock32
+from .conftest import CONFIG, SETTINGS, dock32
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -61,17 +64,27 @@ def test_flavour_builds_installs_and_verifies(setting: str, target: str, elf: tu
 # --- GO386=softfloat on a Pentium III: Debian's 686 kernel in qemu -cpu pentium3 (SSE, no SSE2), emulated ---------
 
 SOFTFLOAT = FLAVOURS[0][1]
+
+
+def package_name(binary: str) -> str:
+    """The -X .../version.Package= value the pinned ldflags give a program, which its version output names."""
+    pinned = next(b for c in CONFIG.components for b in c.binaries if b.name == binary)
+    assert isinstance(pinned, GoBinary), binary
+    (package,) = [m.group(1) for flag in pinned.ldflags if (m := re.search(r"/version\.Package=(\S+)$", flag))]
+    return package
+
+
 # Each program's version flag, and what it prints with the version its manifest entry records.
 VERSIONS = {
     "dockerd": ("--version", "Docker version {version}, build "),
     "docker": ("--version", "Docker version {version}, build "),
-    "containerd": ("--version", "containerd github.com/containerd/containerd {version} "),
-    "ctr": ("--version", "ctr github.com/containerd/containerd {version}\n"),
+    "containerd": ("--version", f"containerd {package_name('containerd')} {{version}} "),
+    "ctr": ("--version", f"ctr {package_name('ctr')} {{version}}\n"),
     "containerd-shim-runc-v2": ("-v", "  Version:  {version}\n"),
     "runc": ("--version", "runc version {version}\n"),
     "docker-proxy": ("-v", ") version {version}\n"),
     "docker-init": ("--version", "tini version {version}"),
-    "docker-buildx": ("version", "github.com/docker/buildx {version} "),
+    "docker-buildx": ("version", f"{package_name('docker-buildx')} {{version}} "),
     "docker-compose": ("version", "Docker Compose version {version}\n"),
 }
 PENTIUM3_MEMORY_MB = 1536  # the uncompressed initramfs (~330 MB) is in memory twice while the kernel unpacks it

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CONFIG, DIST, dock32
+from dock32.patches import read_series
+
+from .conftest import CONFIG, DIST, ROOT, dock32
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +54,10 @@ def test_manifest_records_hashes_go386_and_toolchain(built: Path) -> None:
     dockerd = manifest["binaries"]["dockerd"]
     assert dockerd["go_version_m"]["settings"]["GO386"] == "sse2"
     assert dockerd["go_version_m"]["settings"]["-trimpath"] == "true"
-    assert manifest["components"]["runc"]["patches"][0]["name"] == "0001-use-released-go-selinux.patch"
+    # The patches of runc's series that are for the pinned runc (versions=) and the target's GOARCH, in order.
+    runc = CONFIG.component("runc")
+    applied = [p.path.name for p in read_series(ROOT / "patches" / "runc") if p.applies_to(runc.version, CONFIG.host_arch.names.go)]
+    assert [p["name"] for p in manifest["components"]["runc"]["patches"]] == applied
     assert set(manifest["binaries"]) == {b.name for c in CONFIG.components for b in c.binaries}
 
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from dock32.build import go_build_argv
-from dock32.config import BuildConfig, GoBinary, load_config, load_packages, load_toolchains
+from dock32.config import BuildConfig, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
 from dock32.debs import package_version, placeholder_values
 from dock32.errors import ConfigError
 
@@ -100,9 +100,12 @@ TRICKY = [
     "1.0$(id)", "1.0`id`", "a|b", "a&b", "a b", "{version", "{version}}", "{0}", "{version!r}", "{version:>99}", "{version.real}",
     "{a-b}", "{{version}}", "./cmd/../../x", "/abs", "../up", "\u00e9t\u00e9", "\ufeff", "a" * 300,
 ]
-# Strings that are almost right, or right but for one character that a shell or a template would act on.
+# Strings that are almost right, or right but for one character that a shell or a template would act on; the right
+# ones are the shipped pins, whichever they are.
+GO_SUM = next(c.source.sum for c in CONFIG.components if isinstance(c.source, GoModuleSource))
 NEAR = [
-    "1.24.9", "1.24.9\n", "28.5.2", "28.5.2;id", "v1.7.28", "abc1234", "abc$(id)", "h1:XmG99IHcBmIAoC1PPg9eLBZPlTrNUAijsHLm8PjhBlg=",
+    CONFIG.go_version, CONFIG.go_version + "\n", CONFIG.release.version, CONFIG.release.version + ";id",
+    CONFIG.component("containerd").version, "abc1234", "abc$(id)", GO_SUM,
     "i386", "amd64", "sse2", "native32", "debian-12", "xz", "-w", "-X a={version}", "-X a={version", "-X a={commit}}", "-X a={0}",
     "-X a={build_time!r}", "-X a=`id`", '-X "a=b c"', "-X a=$HOME", "./cmd/docker", "./cmd/docker|x", ".", "github.com/docker/cli",
     "github.com/docker/cli&", "engine", "engine\n", "docker", "netgo", "netgo,x", "/usr/bin/x", "/usr/../../x", "{unitdir}/x",
@@ -129,7 +132,7 @@ KNOWN_KEYS = [
     "release", "version", "date", "strategy", "go386", "go", "components", "packaging", "commit", "source", "binaries", "cgo",
     "c_libraries", "module", "sum", "modfile", "patch_modules", "urls", "tree", "package", "tags", "ldflags", "cmake_target",
     "cmake_args", "output", "distro", "compression", "maintainer", "gpg_key", "revision", "c", "build", "host", "cc", "cflags",
-    "pkg_config_libdir", "apt", "foreign_arch", "1.24.9", "linux-amd64", "linux-386", "packages", "section", "description",
+    "pkg_config_libdir", "apt", "foreign_arch", CONFIG.go_version, "linux-amd64", "linux-386", "packages", "section", "description",
     "pre_depends", "depends", "recommends", "conflicts", "replaces", "provides", "enhances", "license_from", "copyright",
     "scripts", "files", "to", "binary", "file", "run", "mode", "conffile", "replace", "engine", "docker", "<<",
 ]
@@ -276,7 +279,8 @@ def test_packages_fuzz_loads_or_fails_on_one_line(data: bytes) -> None:
 
 # --- inputs the fuzzer found, kept as plain regression tests -----------------------------------
 
-DATE = 'date: "2025-11-05T14:19:32Z"'
+# The release date line as buildcfg.yaml writes it, whichever release it pins.
+DATE = next(line.strip() for line in BUILDCFG.splitlines() if line.lstrip().startswith("date: "))
 FOUND = {
     # Each was a traceback before: (text in the real buildcfg.yaml, its replacement).
     "invalid UTF-8 (UnicodeDecodeError)": ("strategy: native32", "strategy: \udc80"),

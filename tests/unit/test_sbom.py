@@ -15,7 +15,7 @@ from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDi
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from dock32.build import parse_go_version_m
-from dock32.config import BuildConfig, DebPackage, load_config, load_packages, load_toolchains
+from dock32.config import ArchiveSource, BuildConfig, DebPackage, GoModuleSource, load_config, load_packages, load_toolchains
 from dock32.debs import deb_filename, package_version, sbom_filename
 from dock32.errors import PackageError
 from dock32.plan import plan_build
@@ -26,12 +26,23 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")
 PACKAGES = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", CONFIG)}
 
+
+def go_source(component: str) -> GoModuleSource:
+    source = CONFIG.component(component).source
+    assert isinstance(source, GoModuleSource), component
+    return source
+
+
+# The pinned Go and the engine's module, as a build of the shipped config records them.
+GO = f"go{CONFIG.go_version}"
+ENGINE_MODULE = go_source("engine").module
+
 # What `go version -m` prints for dockerd, shortened: a dependency with its sum, the one dock32 patches (replaced
 # by the copy in the tree) and one replaced by another module.
-DOCKERD_VERSION_M = """\
-/build/native32-i386/bin/dockerd: go1.24.9
-\tpath\tgithub.com/docker/docker/cmd/dockerd
-\tmod\tgithub.com/docker/docker\t(devel)\t
+DOCKERD_VERSION_M = f"""\
+/build/native32-i386/bin/dockerd: {GO}
+\tpath\t{ENGINE_MODULE}/cmd/dockerd
+\tmod\t{ENGINE_MODULE}\t(devel)\t
 \tdep\tgithub.com/containerd/log\tv0.1.0\th1:TCJt7ioM2cr/tfR8GPbGf9/VRAX8D2B4PjzCpfX540I=
 \tdep\tgithub.com/ishidawataru/sctp\tv0.0.0-20230406120618-7ff4192f6ff2
 \t=>\t./_dock32/modules/github.com/ishidawataru/sctp\t(devel)\t
@@ -49,7 +60,7 @@ DOCKERD_VERSION_M = """\
 
 def _go_binary(component: str, version: str, deps: list[str], cgo: bool = False) -> dict[str, Any]:
     text = DOCKERD_VERSION_M if component == "engine" else (
-        "/x: go1.24.9\n\tpath\texample\n\tmod\texample\t(devel)\t\n"
+        f"/x: {GO}\n\tpath\texample\n\tmod\texample\t(devel)\t\n"
         + "".join(f"\tdep\t{d.replace(' ', chr(9))}\th1:{'B' * 43}=\n" for d in deps)
         + f"\tbuild\tCGO_ENABLED={int(cgo)}\n\tbuild\tGOARCH=386\n"
     )
@@ -89,9 +100,9 @@ def fake_manifest(config: BuildConfig) -> dict[str, Any]:
         "target": config.target,
         "arch": "i386",
         "toolchain": {
-            "go": "go1.24.9",
-            "go_pinned": "go1.24.9",
-            "go_source": "module golang.org/toolchain@v0.0.1-go1.24.9.linux-amd64",
+            "go": GO,
+            "go_pinned": GO,
+            "go_source": f"module golang.org/toolchain@v0.0.1-{GO}.linux-amd64",
             "cc": "i686-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0",
             "libc": {"name": "libc", "deb_package": "libc6-dev-i386-cross", "deb_version": "2.36-8cross1", "deb_arch": "all", "deb_vendor": "debian"},
         },
@@ -138,11 +149,13 @@ def test_the_document_describes_the_deb_with_its_hash_and_contains_its_binaries(
     elements = by_id(document)
     (described,) = related(document, "SPDXRef-DOCUMENT", "DESCRIBES")
     deb = elements[described]
-    assert deb["name"] == "docker-ce" and deb["versionInfo"] == "5:28.5.2-1~debian.12~bookworm"
-    assert deb["packageFileName"] == "docker-ce_28.5.2-1~debian.12~bookworm_i386.deb"
+    version = package_version(PACKAGES["docker-ce"], CONFIG, CONFIG.packaging)  # 5:<engine>-1~debian.12~bookworm
+    escaped = version.replace(":", "%3A")
+    assert deb["name"] == "docker-ce" and deb["versionInfo"] == version
+    assert deb["packageFileName"] == f"docker-ce_{version.split(':', 1)[-1]}_i386.deb"
     assert deb["checksums"] == [{"algorithm": "SHA256", "checksumValue": "12" * 32}]
-    assert purls(deb) == ["pkg:deb/debian/docker-ce@5%3A28.5.2-1~debian.12~bookworm?arch=i386&distro=debian-12"]
-    assert document["documentNamespace"] == "https://dock32.invalid/spdx/docker-ce-5%3A28.5.2-1~debian.12~bookworm-" + "12" * 32
+    assert purls(deb) == [f"pkg:deb/debian/docker-ce@{escaped}?arch=i386&distro={CONFIG.packaging.distro_name}"]
+    assert document["documentNamespace"] == f"https://dock32.invalid/spdx/docker-ce-{escaped}-" + "12" * 32
     contained = {elements[i]["name"]: elements[i] for i in related(document, described, "CONTAINS")}
     assert set(contained) == {"dockerd", "docker-proxy", "docker-init"}
     assert contained["docker-init"]["packageFileName"] == "usr/libexec/docker/docker-init"
@@ -168,7 +181,7 @@ def test_every_go_dependency_is_a_package_with_its_purl_and_sum_linked_from_its_
     (sys_module,) = [e["SPDXID"] for (name, _), e in modules.items() if name == "golang.org/x/sys"]
     users = {r["spdxElementId"] for r in document["relationships"] if r["relatedSpdxElement"] == sys_module}
     assert users == {"SPDXRef-Binary-dockerd", "SPDXRef-Binary-docker-proxy"}
-    assert elements["SPDXRef-Binary-dockerd"]["versionInfo"] == "28.5.2"
+    assert elements["SPDXRef-Binary-dockerd"]["versionInfo"] == CONFIG.component("engine").version
     assert "GOARCH=386" in elements["SPDXRef-Binary-dockerd"]["comment"]
 
 
@@ -176,15 +189,16 @@ def test_go_toolchain_and_standard_library() -> None:
     document = sbom_of("docker-ce-cli")
     elements = by_id(document)
     (std,) = related(document, "SPDXRef-Binary-docker", "STATIC_LINK") & {e for e in elements if e.startswith("SPDXRef-GoStd")}
-    assert elements[std]["versionInfo"] == "go1.24.9"
-    assert purls(elements[std]) == ["pkg:golang/std@go1.24.9", "pkg:golang/stdlib@1.24.9"]
+    assert elements[std]["versionInfo"] == GO
+    assert purls(elements[std]) == [f"pkg:golang/std@{GO}", f"pkg:golang/stdlib@{CONFIG.go_version}"]
     (tool,) = [e for e in elements if e.startswith("SPDXRef-GoToolchain")]
-    assert purls(elements[tool]) == ["pkg:golang/golang.org/toolchain@v0.0.1-go1.24.9.linux-amd64"]
+    assert purls(elements[tool]) == [f"pkg:golang/golang.org/toolchain@v0.0.1-{GO}.linux-amd64"]
     assert "SPDXRef-Binary-docker" in related(document, tool, "BUILD_TOOL_OF")
     # No C in the CLI: no compiler, no C library, no patches.
     assert not [e for e in elements if e.startswith(("SPDXRef-CCompiler", "SPDXRef-CLibrary", "SPDXRef-Patch"))]
-    assert elements["SPDXRef-Source-cli"]["name"] == "github.com/docker/cli"
-    assert purls(elements["SPDXRef-Source-cli"]) == ["pkg:golang/github.com/docker/cli@v28.5.2%2Bincompatible"]
+    cli = go_source("cli")
+    assert elements["SPDXRef-Source-cli"]["name"] == cli.module
+    assert purls(elements["SPDXRef-Source-cli"]) == [f"pkg:golang/{cli.module}@{cli.version.replace('+', '%2B')}"]
 
 
 def test_patches_are_files_with_both_hashes_applied_to_their_component() -> None:
@@ -203,8 +217,11 @@ def test_tini_and_libseccomp_and_libc_are_listed_with_their_pins() -> None:
     ce = sbom_of("docker-ce")
     elements = by_id(ce)
     tini = elements["SPDXRef-Source-tini"]
-    assert tini["versionInfo"] == "0.19.0" and "sha256:1e337d5a655759cb01655e82f35bfc4221d46986c00ab32a309ff1e7b4d9c37f" in tini["comment"]
-    assert tini["downloadLocation"] == "https://github.com/krallin/tini/archive/refs/tags/v0.19.0.tar.gz"  # not the {debian_mirror} one
+    pinned = CONFIG.component("tini")
+    assert isinstance(pinned.source, ArchiveSource)
+    assert tini["versionInfo"] == pinned.version and pinned.source.tree in tini["comment"]
+    upstream = [url for url in pinned.source.urls if "{debian_mirror}" not in url]
+    assert tini["downloadLocation"] == upstream[0]  # not the {debian_mirror} one
     assert related(ce, "SPDXRef-Binary-docker-init", "GENERATED_FROM") == {"SPDXRef-Source-tini"}
     assert "SPDXRef-Binary-docker-init" in related(ce, "SPDXRef-CCompiler-i686-linux-gnu-gcc", "BUILD_TOOL_OF")
     assert related(ce, "SPDXRef-Binary-docker-init", "STATIC_LINK") == {"SPDXRef-CLibrary-libc"}
@@ -231,7 +248,7 @@ def test_a_c_library_dpkg_does_not_know_is_still_listed() -> None:
 def test_same_inputs_give_the_same_bytes_and_the_date_is_the_release_date() -> None:
     first, second = render(sbom_of("containerd.io")), render(sbom_of("containerd.io"))
     assert first == second
-    assert json.loads(first)["creationInfo"]["created"] == "2025-11-05T14:19:32Z"
+    assert json.loads(first)["creationInfo"]["created"] == CONFIG.release.date.strftime("%Y-%m-%dT%H:%M:%SZ")
     later = dataclasses.replace(CONFIG.release, date=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
     document = build_sbom(packed(PACKAGES["containerd.io"]), CONFIG.packaging, fake_manifest(CONFIG), PATCH_SHA1, later.date)
     assert document["creationInfo"]["created"] == "2030-01-02T03:04:05Z"
@@ -240,7 +257,7 @@ def test_same_inputs_give_the_same_bytes_and_the_date_is_the_release_date() -> N
 
 def test_ids_stay_unique_when_names_collide_after_cleaning() -> None:
     manifest = fake_manifest(CONFIG)
-    text = "/x: go1.24.9\n\tpath\tp\n\tdep\texample.com/a_b\tv1.0.0\n\tdep\texample.com/a-b\tv1.0.0\n\tbuild\tCGO_ENABLED=0\n"
+    text = f"/x: {GO}\n\tpath\tp\n\tdep\texample.com/a_b\tv1.0.0\n\tdep\texample.com/a-b\tv1.0.0\n\tbuild\tCGO_ENABLED=0\n"
     manifest["binaries"]["docker"]["go_version_m"] = parse_go_version_m(text)
     document = sbom_of("docker-ce-cli", manifest)
     ids = [e["SPDXID"] for e in document["packages"]]
@@ -257,7 +274,7 @@ def test_a_binary_missing_from_the_manifest_is_an_error() -> None:
 
 def test_go_version_m_parsing_keeps_sums_and_replacements() -> None:
     info = parse_go_version_m(DOCKERD_VERSION_M)
-    assert info["go"] == "go1.24.9" and info["path"] == "github.com/docker/docker/cmd/dockerd"
+    assert info["go"] == GO and info["path"] == f"{ENGINE_MODULE}/cmd/dockerd"
     assert "github.com/ishidawataru/sctp v0.0.0-20230406120618-7ff4192f6ff2" in info["deps"]  # type: ignore[operator]
     assert info["sums"]["golang.org/x/sys"] == "h1:QjkSwP/36a20jFYWkSue1YwXzLmsV5Gfq7Eiy72C1uc="  # type: ignore[index]
     assert info["replace"] == {  # type: ignore[comparison-overlap]
@@ -269,7 +286,7 @@ def test_go_version_m_parsing_keeps_sums_and_replacements() -> None:
 
 
 def test_go_purls_encode_what_purl_escapes() -> None:
-    assert go_purl("github.com/docker/docker", "v28.5.2+incompatible") == "pkg:golang/github.com/docker/docker@v28.5.2%2Bincompatible"
+    assert go_purl("example.com/old", "v3.1.4+incompatible") == "pkg:golang/example.com/old@v3.1.4%2Bincompatible"
     assert go_purl("github.com/BurntSushi/toml", "v1.4.0") == "pkg:golang/github.com/BurntSushi/toml@v1.4.0"
 
 
@@ -288,7 +305,7 @@ def test_plan_writes_each_sbom_after_its_deb_and_before_the_repository(tmp_path:
     assert ROOT / "patches" / "engine" / "0003-sctp-on-386.patch" in tasks["sbom:docker-ce"].file_dep
     assert ROOT / "patches" / "runc" / "series" in tasks["sbom:containerd.io"].file_dep
     assert not any("patches" in str(p) for p in tasks["sbom:docker-ce-cli"].file_dep)
-    assert sbom_filename(PACKAGES["docker-ce"], "5:28.5.2-1~debian.12~bookworm", "i386") == "docker-ce_28.5.2-1~debian.12~bookworm_i386.spdx.json"
+    assert sbom_filename(PACKAGES["docker-ce"], "5:1.2.3-1~debian.12~bookworm", "i386") == "docker-ce_1.2.3-1~debian.12~bookworm_i386.spdx.json"
     assert tasks["manifest"].config["format"] >= 2  # the manifest is written again with what the SBOMs need
 
 
