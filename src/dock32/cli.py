@@ -23,6 +23,7 @@ COMMANDS = {
     "build": ["run", "build"],
     "doctor": ["run", "doctor"],
     "verify": ["run", "verify"],
+    "verify-upgrade": ["run", "verify-upgrade"],
     "test-upstream": ["run", "test-upstream"],
     "list": ["list"],
     "clean": ["clean"],
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(COMMANDS),
         help=(
             "setup: install missing build packages (root); build: all binaries and .debs; verify: install and run them; "
+            "verify-upgrade --from DIR: install an earlier release's .debs from DIR, upgrade to these, check containers, volumes and images are kept; "
             "test-upstream: the components' own Go tests for the target's GOARCH; "
             "doctor: check this machine; list: show tasks; clean: remove build outputs; "
             "publish: merge targets' dist folders into one apt repository (`dock32 publish --help`); "
@@ -78,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
+    parser.add_argument(
+        "--from", type=Path, dest="upgrade_from", metavar="DIR",
+        help="verify-upgrade: the dist/<target> folder of an earlier release's build (also DOCK32_UPGRADE_FROM)",
+    )
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--tests", action="store_true", help="setup: also install what only the tests use (toolchains/host.yaml test_apt)")
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args, doit_args = parser.parse_known_args(argv)
     if args.debug:
         os.environ["DOCK32_DEBUG"] = "1"
+    if args.upgrade_from is not None:
+        os.environ["DOCK32_UPGRADE_FROM"] = str(args.upgrade_from.resolve())
     if args.command == "publish":
         return publish_command(doit_args)
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dock32 import build, signing, upstream
+from dock32 import build, signing, upgrade, upstream
 from dock32 import debs as debs_module
 from dock32 import sbom as sbom_module
 from dock32 import verify as verify_module
@@ -182,6 +182,18 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             action=functools.partial(verify_module.verify, config, packages, settings, layout),
             file_dep=(*debs, layout.dist_dir / "Packages"),
             targets=(layout.target_dir / "verify.json",),
+            task_dep=("repository",),
+            always_run=True,
+        )
+    )
+    tasks.append(
+        PlannedTask(
+            basename="verify-upgrade",
+            name=None,
+            doc="Install an earlier release's .debs (--from DIR), make state, upgrade to these and check it is all kept",
+            action=functools.partial(upgrade.verify_upgrade, config, packages, settings, layout),
+            file_dep=(*debs, layout.dist_dir / "Packages"),
+            targets=(layout.target_dir / "verify-upgrade.json",),
             task_dep=("repository",),
             always_run=True,
         )

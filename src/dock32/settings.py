@@ -20,6 +20,8 @@ class Settings:
     debian_mirror: str | None  # None: read from apt's sources at fetch time
     # DOCK32_SET: buildcfg.yaml keys set for this run, space-separated (go386=softfloat packaging.distro=debian-13)
     overrides: tuple[str, ...] = ()
+    # DOCK32_UPGRADE_FROM: an earlier release's dist/<target> folder, for `verify-upgrade`
+    upgrade_from: Path | None = None
 
     @property
     def downloads_dir(self) -> Path:
@@ -67,4 +69,5 @@ def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offl
         offline=offline if offline is not None else _truthy("DOCK32_OFFLINE", env.get("DOCK32_OFFLINE", "")),
         debian_mirror=mirror.rstrip("/") if mirror else None,
         overrides=tuple(env.get("DOCK32_SET", "").split()),
+        upgrade_from=Path(env["DOCK32_UPGRADE_FROM"]).resolve() if env.get("DOCK32_UPGRADE_FROM") else None,
     )
