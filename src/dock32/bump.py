@@ -1,47 +1,72 @@
-"""`dock32 bump <docker-version>`: move the pins to another Docker release, found from the upstream sources themselves.
+"""`dock32 bump <docker-version>`: move the pins to another Docker release, found from the upstream sources themselves;
+`dock32 bump --check`: list the newer releases the module proxy can give.
 
-Everything comes through the Go module proxy (GOPROXY), with the `go` command:
+Everything comes through the Go module proxy (GOPROXY), with the `go` command (dock32.goproxy):
 
-- cli, engine: the release itself (github.com/docker/cli and github.com/docker/docker at v<X.Y.Z>+incompatible);
+- engine: up to 28.x the module github.com/docker/docker at v<X.Y.Z>+incompatible. From 29.x the daemon is the module
+  github.com/moby/moby/v2, whose release tags (docker-v29.8.1) are not module versions; moby tags the same commits
+  v2.0.0-beta.N, which the proxy serves. Which beta is which release is found from the evidence (dock32.enginetags:
+  the tree's releases/versions.yaml, and its time against the CLI's tag), or named with --engine-version.
   release.date is the engine tag's time in the proxy's .info.
-- Go, containerd, runc, tini: moby's Dockerfile ARGs in the engine's module zip (GO_VERSION, CONTAINERD_VERSION,
-  RUNC_VERSION, TINI_VERSION), or hack/dockerfile/install/<name>.installer where the Dockerfile has none.
-- buildx, compose: Docker releases the plugins on their own; docker-ce-packaging builds the newest plugin release of
-  the day (the release pipeline sets DOCKER_BUILDX_REF and DOCKER_COMPOSE_REF). So: the newest tagged release of the
-  pinned plugin module at or before the engine tag's time. (moby's Dockerfile BUILDX_VERSION and COMPOSE_VERSION are
-  its development container's versions, not what shipped.)
-- Every h1: sum from `go mod download -json`; commits from the .info's Origin.Hash where the proxy records it; the
-  Go toolchains' sums from golang.org/toolchain; tini's tree hash by downloading its tarball from its URLs.
+- cli: the release itself, github.com/docker/cli v<X.Y.Z>+incompatible.
+- Go, containerd, runc, tini, rootlesskit: moby's Dockerfile ARGs in the engine's tree (GO_VERSION, CONTAINERD_VERSION,
+  RUNC_VERSION, TINI_VERSION, ROOTLESSKIT_VERSION), or hack/dockerfile/install/<name>.installer where the Dockerfile
+  has none; a component the config does not have is named under "look at by hand".
+- buildx, compose: for 29.x, moby's Dockerfile BUILDX_VERSION and COMPOSE_VERSION, which moby moves with its releases
+  (29.8.1: the buildx and compose of that day), so every pin is one of moby's own. Up to 28.x those ARGs were its
+  development container's, far behind what shipped; there the plugin is the newest tagged release of its module at or
+  before the engine tag's time, as docker-ce-packaging built them.
+- Every h1: sum from `go mod download -json`; commits from the .info's Origin.Hash where the proxy records it (else the
+  tag, with a note); the Go toolchains' sums from golang.org/toolchain; tini's tree hash by downloading its tarball.
 
-Only scalar values change, in place, at the positions the YAML parser reports: comments, order, quoting and
-formatting stay. The result is loaded with load_config/load_toolchains before anything is written. The patch series
-of every component whose version changes are checked against the new trees (dock32.patches.check_series).
+A module whose path changes (github.com/containerd/containerd/v2, github.com/docker/compose/v5, moby/moby/v2) has every
+value under its binaries that names the old path rewritten, once, where it is written (an anchored list used through
+an alias is rewritten at its anchor); a `modfile` the new tree no longer has (moby v2 has a go.mod) is removed.
+Everything else stays byte for byte (dock32.yamledit), and the result is loaded with load_config/load_toolchains
+before anything is written. The patch series of every component whose version changes are checked against the new
+trees (dock32.patches.check_series).
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from dock32 import atomic, fetch
-from dock32.config import ArchiveSource, BuildConfig, Component, GoModuleSource, load_config, load_packages, load_toolchains
-from dock32.errors import ConfigError, Dock32Error, FetchError, ToolchainError
+from dock32.config import ArchiveSource, BuildConfig, Component, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
+from dock32.enginetags import (
+    BETA_PREFIX,
+    DOCKER_DOCKER,
+    MOBY_V2,
+    WINDOW,
+    Candidate,
+    EngineLine,
+    Identified,
+    beta,
+    beta_number,
+    engine_line,
+    first_probe,
+    further_probe,
+    identify,
+    near,
+    neighbours,
+    parse_versions_file,
+    release_key,
+    span,
+)
+from dock32.errors import ConfigError, Dock32Error, FetchError
+from dock32.goproxy import Go, Module, choose_go, format_time
 from dock32.patches import check_series, read_series
-from dock32.run import capture
 from dock32.settings import Settings, settings_from_env
 from dock32.trees import copy_writable, tree_hash_of_archive, unpack
+from dock32.yamledit import Change, Path_, append_go_pin, apply_changes, borrowed, comment_lines_naming, scalar_nodes, written_once
 
 # Releases known not to work on 386: a version pattern (fnmatch) and the reason, or None where dock32 has only the entry.
 KNOWN_BROKEN: tuple[tuple[str, str | None], ...] = (
@@ -67,14 +92,16 @@ RULES: dict[str, str] = {
     "containerd": "CONTAINERD_VERSION",
     "runc": "RUNC_VERSION",
     "tini": "TINI_VERSION",
+    "rootlesskit": "ROOTLESSKIT_VERSION",
     "buildx": PLUGIN,
     "compose": PLUGIN,
 }
+# The plugins' ARGs in moby's Dockerfile, read where the engine line takes the plugins from it (29.x).
+PLUGIN_ARGS = {"buildx": "BUILDX_VERSION", "compose": "COMPOSE_VERSION"}
 ENGINE = "engine"
-GO_TIMEOUT = 900  # seconds for one go command: a toolchain zip is about 70 MB
+CLI = "cli"
+CLI_MODULE = "github.com/docker/cli"
 PLUGIN_BATCH = 20
-
-Path_ = tuple[str | int, ...]
 
 
 def refusal(version: str) -> str | None:
@@ -158,16 +185,19 @@ def module_path(old: GoModuleSource, new_version: str) -> str:
     return f"{base}/v{number}" if number >= 2 else base
 
 
-def commit_for(old: Component, new_version: str, new_source_version: str, origin_hash: str | None, missing: str = "") -> tuple[str, str | None]:
+def commit_for(
+    old: Component, new_version: str, new_source_version: str, origin_hash: str | None, missing: str = "", tag: str | None = None, old_tag: str | None = None
+) -> tuple[str, str | None]:
     """(commit, warning) in the pin's form: a tag name where the pin is one, else a hash prefix of the pin's length.
-    missing: why there is no hash (default: the proxy's .info has none)."""
+    missing: why there is no hash (default: the proxy's .info has none); tag, old_tag: the git tags of the new and the
+    old version where they are not v<version> (moby's docker-v29.8.1)."""
     old_source_version = old.source.version if isinstance(old.source, GoModuleSource) else None
     if old.commit == old_source_version:
         return new_source_version, None
     if old.commit == old.version:
         return new_version, None
-    tag = "v" + core(new_version)
-    if old.commit == "v" + core(old.version):
+    tag = tag or "v" + core(new_version)
+    if old.commit in ("v" + core(old.version), old_tag):
         return tag, None
     if re.fullmatch(r"[0-9a-f]{7,40}", old.commit):
         if origin_hash and re.fullmatch(r"[0-9a-f]{40}", origin_hash):
@@ -175,6 +205,29 @@ def commit_for(old: Component, new_version: str, new_source_version: str, origin
         missing = missing or f"the proxy records no commit for {tag} (its .info has no Origin.Hash)"
         return tag, f"{old.name}: {missing}; wrote the tag {tag} as commit: put the hash there"
     return tag, f"{old.name}: commit {old.commit!r} is neither a hash nor the tag; wrote the tag {tag}"
+
+
+def _module_pattern(module: str) -> re.Pattern[str]:
+    """module where it is a whole path or a path's start: not inside a longer word or path."""
+    return re.compile(rf"(?<![\w.\-/]){re.escape(module)}(?=[/\"'\s]|$)")
+
+
+def names_module(text: str, module: str) -> bool:
+    return _module_pattern(module).search(text) is not None
+
+
+def rewrite_module_path(text: str, old: str, new: str) -> str:
+    """text with the module path old, wherever it names that module or one of its packages (old/pkg.Name, =old), as
+    new: -X github.com/docker/docker/dockerversion.Version=... becomes -X github.com/moby/moby/v2/dockerversion.Version=...
+    A path that already is new (new = old/v2) stays as it is."""
+    pattern = _module_pattern(old)
+
+    def replace(match: re.Match[str]) -> str:
+        if new.startswith(old + "/") and re.match(re.escape(new[len(old) :]) + r"(?=[/\"'\s]|$)", text[match.end() :]):
+            return match.group(0)
+        return new
+
+    return pattern.sub(replace, text)
 
 
 def newest_before(versions: dict[str, datetime | None], limit: datetime) -> str | None:
@@ -187,218 +240,101 @@ def newest_before(versions: dict[str, datetime | None], limit: datetime) -> str 
     return None
 
 
-def parse_time(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+# --- the engine's tags on the proxy ----------------------------------------------------------------------------------
 
 
-def format_time(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+class MobyTags:
+    """The github.com/moby/moby/v2 v2.0.0-beta.N tags the proxy serves. Each is asked for directly, as the proxy's
+    version list misses some (v2.0.0-beta.22 is served, not listed); .info times are cheap, and a tree is downloaded
+    only where the times make it a candidate."""
 
+    def __init__(self, go: Go) -> None:
+        self.go = go
+        self.times: dict[str, datetime] = {}
+        self.refused: dict[str, str] = {}  # asked for, not served: why
+        self.probed_to = 0
+        self.candidates: dict[str, Candidate] = {}
+        self.modules: dict[str, Module] = {}
 
-# --- editing YAML in place -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Change:
-    """One scalar to rewrite: a value at path, or (key=True) the key of the mapping entry at path."""
-
-    file: str  # relative to the project: buildcfg.yaml, toolchains/go.yaml
-    path: Path_
-    old: str
-    new: str
-    key: bool = False
-
-    @property
-    def where(self) -> str:
-        return dotted(self.path) + (" (key)" if self.key else "")
-
-
-def dotted(path: Path_) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{part!r}]"
-    return text
-
-
-def scalar_nodes(text: str) -> tuple[dict[Path_, yaml.ScalarNode], dict[Path_, yaml.ScalarNode]]:
-    """Every scalar value and every mapping key by path, as composed (with their marks); merge keys are not followed."""
-    values: dict[Path_, yaml.ScalarNode] = {}
-    keys: dict[Path_, yaml.ScalarNode] = {}
-
-    def walk(node: yaml.Node, path: Path_, depth: int) -> None:
-        if depth > 64:
-            return
-        if isinstance(node, yaml.ScalarNode):
-            values[path] = node
-        elif isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                    continue
-                child = (*path, str(key_node.value))
-                keys[child] = key_node
-                walk(value_node, child, depth + 1)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index), depth + 1)
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, (), 0)
-    return values, keys
-
-
-def render(node: yaml.ScalarNode, value: str) -> str:
-    """value written the way node was: double-quoted, single-quoted, or plain where YAML reads it back as that text."""
-    if node.style == "'":
-        return "'" + value.replace("'", "''") + "'"
-    if node.style is None and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+/@~-]*(:[A-Za-z0-9._+/@~-]+)*", value):
-        if yaml.safe_load(value) == value:
-            return value
-    if node.style in (None, '"'):
-        return json.dumps(value)  # a JSON string is a YAML double-quoted scalar
-    raise ConfigError(f"cannot rewrite a block scalar ({node.style}) at line {node.start_mark.line + 1}", hint="write the value on one line")
-
-
-def apply_changes(text: str, changes: list[Change]) -> str:
-    """text with each change's scalar replaced at its position; everything else byte for byte as it was."""
-    values, keys = scalar_nodes(text)
-    spans: dict[int, tuple[int, str]] = {}
-    for change in changes:
-        node = (keys if change.key else values).get(change.path)
-        if node is None:
-            raise ConfigError(f"{change.file}: no {change.where} to rewrite")
-        if str(node.value) != change.old:
-            raise ConfigError(f"{change.file}:{node.start_mark.line + 1}: {change.where} is {node.value!r}, expected {change.old!r}")
-        spans[node.start_mark.index] = (node.end_mark.index, render(node, change.new))
-    for start in sorted(spans, reverse=True):
-        end, replacement = spans[start]
-        text = text[:start] + replacement + text[end:]
-    # Read back: every change landed where it should, as the text it should be (keys renamed on the way).
-    renamed = {c.path: (*c.path[:-1], c.new) for c in changes if c.key}
-    new_values, new_keys = scalar_nodes(text)
-    loader = yaml.SafeLoader("")
-    for change in changes:
-        path = change.path
-        for old_prefix, new_prefix in renamed.items():
-            if path[: len(old_prefix)] == old_prefix:
-                path = new_prefix + path[len(old_prefix) :]
-        node = (new_keys if change.key else new_values).get(path)
-        got = None if node is None else node.value if change.key else loader.construct_object(node)
-        if got != change.new:
-            raise ConfigError(f"{change.file}: rewriting {change.where} gave {got!r}, not {change.new!r}")
-    return text
-
-
-def append_go_pin(text: str, version: str, sums: dict[str, str]) -> str:
-    """A new entry at the end of toolchains/go.yaml's go: mapping, indented like its other entries."""
-    values, keys = scalar_nodes(text)
-    entries = [node for path, node in keys.items() if len(path) == 2 and path[0] == "go"]
-    indent = entries[0].start_mark.column if entries else 2
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    go = next((v for k, v in root.value if k.value == "go"), None) if isinstance(root, yaml.MappingNode) else None
-    if not isinstance(go, yaml.MappingNode) or go.flow_style:
-        raise ConfigError("toolchains/go.yaml: its go: mapping is not in block style; add the pin by hand")
-    lines = [" " * indent + json.dumps(version) + ":"] + [" " * (indent + 2) + f"{p}: {json.dumps(s)}" for p, s in sums.items()]
-    end = go.end_mark.index
-    before = text[:end]
-    if not before.endswith("\n"):
-        before += "\n"
-    return before + "\n".join(lines) + "\n" + text[end:]
-
-
-# --- the go command --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Module:
-    path: str
-    version: str
-    sum: str
-    dir: Path
-    time: datetime | None
-    origin_hash: str | None
-
-
-def _json_stream(text: str) -> Iterator[dict[str, Any]]:
-    decoder = json.JSONDecoder()
-    index = 0
-    text = text.strip()
-    while index < len(text):
-        value, end = decoder.raw_decode(text, index)
-        if isinstance(value, dict):
-            yield value
-        index = end
-        while index < len(text) and text[index].isspace():
-            index += 1
-
-
-class Go:
-    """The go command with dock32's module cache and the user's GOPROXY/GOSUMDB, run outside any module."""
-
-    def __init__(self, settings: Settings, workdir: Path) -> None:
-        found = shutil.which("go")
-        if not found:
-            raise ToolchainError("no `go` command on PATH", hint="install Go (apt-get install golang-go, or `make setup`)")
-        self.go = found
-        self.settings = settings
-        self.workdir = workdir
-
-    def run_json(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
-        result = capture([self.go, *args], env=fetch.go_module_env(self.settings), cwd=self.workdir, timeout=GO_TIMEOUT)
+    def probe(self, above: int = 0) -> None:
         try:
-            objects = list(_json_stream(result.stdout))
-        except json.JSONDecodeError:
-            objects = []
-        return result.returncode, objects, result.stderr.strip()
+            listed = self.go.versions(MOBY_V2)
+        except FetchError:
+            listed = []  # the tags are asked for one by one all the same
+        numbers = first_probe(listed, above)
+        while numbers:
+            infos = self.go.infos(MOBY_V2, [beta(n) for n in numbers])
+            for version, info in infos.items():
+                if info.time is not None:
+                    self.times[version] = info.time
+                else:
+                    self.refused[version] = info.error or "no time"
+            self.probed_to = numbers[-1]
+            numbers = further_probe((n for v in self.times if (n := beta_number(v)) is not None), self.probed_to)
 
-    def download(self, ref: str, what: str) -> Module:
-        code, objects, stderr = self.run_json("mod", "download", "-json", ref)
-        info = objects[0] if objects else {}
-        if code != 0 or "Error" in info or "Dir" not in info or "Sum" not in info:
-            detail = str(info.get("Error") or stderr or f"exit code {code}").strip().splitlines()
-            raise FetchError(f"{what}: go mod download {ref}: {detail[-1] if detail else 'failed'}", hint="check GOPROXY and the network")
-        recorded: dict[str, Any] = {}
-        if info.get("Info"):
-            try:
-                recorded = json.loads(Path(info["Info"]).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                recorded = {}
-        origin = recorded.get("Origin") or info.get("Origin") or {}
-        when = recorded.get("Time") or info.get("Time")
-        return Module(
-            path=info.get("Path", ref.split("@")[0]),
-            version=info.get("Version", ref.split("@")[-1]),
-            sum=info["Sum"],
-            dir=Path(info["Dir"]),
-            time=parse_time(when) if isinstance(when, str) else None,
-            origin_hash=origin.get("Hash") if isinstance(origin, dict) else None,
-        )
+    def asked(self, above: int = 0) -> str:
+        """What was asked for above `above`, in a phrase."""
+        if self.probed_to <= above:
+            return "asked for nothing"
+        refused = [v for v in self.refused if (beta_number(v) or 0) > above]
+        why = f": {_runs(refused)} not served ({self.refused[refused[-1]]})" if refused else ""
+        return f"asked the proxy for {beta(above + 1)} to {beta(self.probed_to)}{why}"
 
-    def versions(self, module: str) -> list[str]:
-        code, objects, stderr = self.run_json("list", "-m", "-versions", "-json", module)
-        if code != 0 or not objects or objects[0].get("Error"):
-            reason = (objects[0].get("Error", {}) or {}).get("Err") if objects else None
-            raise FetchError(f"go list -m -versions {module}: {(reason or stderr or 'failed').splitlines()[-1]}", hint="check GOPROXY and the network")
-        return list(objects[0].get("Versions") or [])
+    def read(self, versions: list[str]) -> list[Candidate]:
+        """The candidates, with what each tree's releases/versions.yaml says (trees downloaded in one go command)."""
+        missing = [v for v in versions if v not in self.candidates]
+        found = self.go.download_many([f"{MOBY_V2}@{v}" for v in missing])
+        for version in missing:
+            module = found[f"{MOBY_V2}@{version}"]
+            when = self.times[version]
+            if isinstance(module, str):
+                self.candidates[version] = Candidate(version, when, None, f"cannot download it: {module}")
+                continue
+            self.modules[version] = module
+            path = module.dir / "releases" / "versions.yaml"
+            says = parse_versions_file(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else None
+            self.candidates[version] = Candidate(version, when, says, None if says else "no releases/versions.yaml")
+        return [self.candidates[v] for v in versions]
 
-    def times(self, module: str, versions: list[str]) -> dict[str, datetime | None]:
-        """Each version's time from the proxy's .info (None where the proxy has none)."""
-        if not versions:
-            return {}
-        code, objects, stderr = self.run_json("list", "-m", "-e", "-json", *(f"{module}@{v}" for v in versions))
-        if code != 0 and not objects:
-            raise FetchError(f"go list -m {module}: {(stderr or 'failed').splitlines()[-1]}", hint="check GOPROXY and the network")
-        found: dict[str, datetime | None] = dict.fromkeys(versions)
-        for item in objects:
-            if item.get("Version") in found and isinstance(item.get("Time"), str) and not item.get("Error"):
-                found[item["Version"]] = parse_time(item["Time"])
-        return found
+    def identify(self, release: str, cli: str, cli_time: datetime, neighbour_times: dict[str, datetime]) -> Identified:
+        nearby = near(cli_time, self.times)
+        outside = sorted((v for v in self.times if v not in nearby), key=lambda v: abs(self.times[v] - cli_time))[:2]
+        return identify(release, cli, cli_time, self.read(nearby), [Candidate(v, self.times[v]) for v in outside], neighbour_times)
+
+    def module(self, version: str) -> Module:
+        if version not in self.modules:
+            self.modules[version] = self.go.download(f"{MOBY_V2}@{version}", "engine")
+        return self.modules[version]
+
+
+def _runs(versions: list[str]) -> str:
+    """beta.1 to beta.14, beta.17: tag numbers in runs."""
+    numbers = sorted(n for v in versions if (n := beta_number(v)) is not None)
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    return ", ".join(f"beta.{run[0]}" + (f" to beta.{run[-1]}" if len(run) > 1 else "") for run in runs)
+
+
+def engine_component(config: BuildConfig) -> Component:
+    try:
+        engine = config.component(ENGINE)
+    except KeyError:
+        raise ConfigError("buildcfg.yaml has no 'engine' component: bump reads the release's versions from moby's sources") from None
+    if not isinstance(engine.source, GoModuleSource):
+        raise ConfigError("components.engine.source: bump needs the engine as a Go module (its Dockerfile pins the other versions)")
+    return engine
+
+
+def cli_module(config: BuildConfig) -> str:
+    try:
+        source = config.component(CLI).source
+    except KeyError:
+        return CLI_MODULE
+    return source.module if isinstance(source, GoModuleSource) else CLI_MODULE
 
 
 # --- the bump itself -------------------------------------------------------------------------------------------------
@@ -415,9 +351,12 @@ class Bump:
     patches: list[str] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)  # file -> new text
 
-    def change(self, file: str, path: Path_, old: str, new: str, key: bool = False) -> None:
+    def change(self, file: str, path: Path_, old: str, new: str, key: bool = False, comment: str | None = None) -> None:
         if old != new:
-            self.changes.append(Change(file, path, old, new, key))
+            self.changes.append(Change(file, path, old, new, key, comment=comment))
+
+    def remove(self, file: str, path: Path_, old: str) -> None:
+        self.changes.append(Change(file, path, old, "", remove=True))
 
 
 @dataclass(frozen=True)
@@ -429,20 +368,33 @@ class NewTree:
     archive: Path | None = None  # a downloaded tarball
 
 
+@dataclass(frozen=True)
+class EnginePick:
+    """The engine module of the release, and how it was found."""
+
+    module: Module
+    line: EngineLine
+    origin: str  # for "versions found"
+    comment: str | None = None  # for the module version's line in buildcfg.yaml
+
+
 class Resolver:
     def __init__(self, project: Path, config: BuildConfig, settings: Settings, workdir: Path) -> None:
         self.project = project
         self.config = config
         self.settings = settings
         self.workdir = workdir
-        self.go = Go(settings, workdir)
+        go, self.go_description = choose_go(config, load_toolchains(project / "toolchains"), settings)
+        self.go = Go(go, settings, workdir)
+        self.tags = MobyTags(self.go)
         self.trees: list[NewTree] = []
 
-    def run(self, version: str) -> Bump:
+    def run(self, version: str, engine_version: str | None = None) -> Bump:
         bump = Bump(version)
         config = self.config
-        engine = self._engine_component()
-        engine_module = self._download_engine(engine, version)
+        engine = engine_component(config)
+        pick = self._engine(bump, engine, version, engine_version)
+        engine_module = pick.module
         if engine_module.time is None:
             raise FetchError(f"{engine_module.path}@{engine_module.version}: the proxy's .info gives no Time; cannot set release.date")
         release_time = engine_module.time
@@ -458,49 +410,85 @@ class Resolver:
                 bump.notes.append(f"{component.name}: bump does not know where its version comes from; its pins are left as they are")
                 continue
             if rule == RELEASE:
-                new_version, origin = version, f"the release {version}"
-            elif rule == PLUGIN:
+                new_version, origin = version, (pick.origin if component.name == ENGINE else f"the release {version}")
+            elif rule == PLUGIN and not pick.line.plugins_from_dockerfile:
                 found = self._plugin_version(component, release_time)
                 if found is None:
                     bump.notes.append(f"{component.name}: no release of its module at or before {format_time(release_time)}; left as it is")
                     continue
                 new_version, origin = found
             else:
-                arg = upstream_arg(engine_module.dir, rule)
+                name = PLUGIN_ARGS[component.name] if rule == PLUGIN else rule
+                arg = upstream_arg(engine_module.dir, name)
                 if arg is None:
-                    bump.notes.append(f"{component.name}: moby {version} sets no {rule} (Dockerfile or hack/dockerfile/install); left as it is")
+                    bump.notes.append(f"{component.name}: moby {version} sets no {name} (Dockerfile or hack/dockerfile/install); left as it is")
                     continue
-                new_version, origin = arg[0], arg[1]
-            self._component(bump, component, new_version, origin, engine_module if component.name == ENGINE else None)
+                new_version, origin = arg
+            if component.name == ENGINE:
+                old_tag = engine_line(core(component.version)).tag(core(component.version))
+                self._component(bump, component, new_version, origin, engine_module, pick.line.tag(version), old_tag, pick.comment)
+            else:
+                self._component(bump, component, new_version, origin)
+        self._unpinned(bump, engine_module.dir)
         return bump
 
-    def _engine_component(self) -> Component:
-        try:
-            engine = self.config.component(ENGINE)
-        except KeyError:
-            raise ConfigError("buildcfg.yaml has no 'engine' component: bump reads the release's versions from moby's sources") from None
-        if not isinstance(engine.source, GoModuleSource):
-            raise ConfigError("components.engine.source: bump needs the engine as a Go module (its Dockerfile pins the other versions)")
-        return engine
-
-    def _download_engine(self, engine: Component, version: str) -> Module:
+    def _engine(self, bump: Bump, engine: Component, version: str, engine_version: str | None) -> EnginePick:
+        """The engine module of release version, by its line: derived from the version up to 28.x, found among the
+        moby/moby/v2 tags from 29.x (or named: --engine-version, or the pinned tag when the release stays)."""
         assert isinstance(engine.source, GoModuleSource)
-        new_source_version = module_version(engine.source, core(engine.version), version)
-        ref = f"{engine.source.module}@{new_source_version}"
+        line = engine_line(version)
+        tag = line.tag(version)
+        if not line.tagged_by_beta:
+            if engine_version:
+                raise ConfigError(f"bump {version}: --engine-version is for 29.x releases, whose engine is a {MOBY_V2} tag")
+            module_name = engine.source.module if engine.source.module != MOBY_V2 else DOCKER_DOCKER
+            module = self.go.download(f"{module_name}@v{version}+incompatible", ENGINE)
+            # Back from a moby v2 tag: the comment that named its docker-v tag goes with it.
+            comment = f"{tag}: the release's own module version" if engine.source.module == MOBY_V2 else None
+            return EnginePick(module, line, f"the release {version}: {module.path}@{module.version}", comment)
+        chosen_by = "--engine-version"
+        if engine_version is None and engine.source.module == MOBY_V2 and self.config.release.version == version:
+            engine_version, chosen_by = engine.source.version, "the pinned tag"  # the release stays: so does its tag
+        if engine_version is not None and beta_number(engine_version) is None:
+            raise ConfigError(f"bump {version}: --engine-version {engine_version!r} is not a tag like {BETA_PREFIX}24")
+        evidence, failure = self._evidence(version)
+        if engine_version is None:
+            if evidence is None:
+                raise failure or FetchError(f"engine: no evidence for Docker {version}'s {MOBY_V2} tag")
+            read = len(near(evidence.cli_time, self.tags.times))
+            asked = f"{self.tags.asked()}; read the trees of the {read} within {span(WINDOW)} of the CLI's tag"
+            module = self.tags.module(evidence.candidate.version)
+            return EnginePick(module, line, f"{MOBY_V2}@{module.version} is {tag}: {evidence.how} ({asked})", evidence.comment(tag))
+        origin, comment = f"{MOBY_V2}@{engine_version} is {tag}: {chosen_by}", f"{tag}: named with --engine-version"
+        if evidence is not None and evidence.candidate.version == engine_version:
+            origin, comment = f"{origin}; the evidence agrees: {evidence.how}", evidence.comment(tag)
+        elif evidence is not None:
+            bump.notes.append(f"engine: {chosen_by} {engine_version} kept, but the evidence points at {evidence.candidate.version} ({evidence.how})")
+        else:
+            reason = failure.message.removeprefix("engine: ") if failure else "none found"
+            bump.notes.append(f"engine: {chosen_by} {engine_version} kept; the evidence alone does not settle it: {reason}")
+        return EnginePick(self.tags.module(engine_version), line, origin, comment)
+
+    def _evidence(self, version: str) -> tuple[Identified | None, FetchError | None]:
+        """Which moby/moby/v2 tag the proxy's evidence names as release version, or why it names none."""
+        self.tags.probe()
+        if not self.tags.times:
+            return None, FetchError(f"engine: the proxy serves no {MOBY_V2} tag ({self.tags.asked()})", hint="check GOPROXY and the network")
+        cli = cli_module(self.config)
+        wanted = [version, *neighbours(version)]
+        infos = self.go.infos(cli, [f"v{release}+incompatible" for release in wanted])
+        times = {release: info.time for release in wanted if (info := infos[f"v{release}+incompatible"]).time}
+        if version not in times:
+            return None, FetchError(
+                f"engine: cannot find Docker {version}'s {MOBY_V2} tag: the proxy has no {cli}@v{version}+incompatible to date the release by "
+                f"({infos[f'v{version}+incompatible'].error})",
+                hint=f"check that {version} is a Docker release; or name the tag: --engine-version {BETA_PREFIX}N",
+            )
+        cli_time = times.pop(version)
         try:
-            return self.go.download(ref, "engine")
+            return self.tags.identify(version, f"{cli}@v{version}+incompatible", cli_time, times), None
         except FetchError as exc:
-            if major(version) >= 29 and engine.source.module == "github.com/docker/docker":
-                probe = f"github.com/moby/moby/v2@docker-v{version}"
-                code, objects, stderr = self.go.run_json("list", "-m", "-e", "-json", probe)
-                said = ((objects[0].get("Error") or {}).get("Err") if objects else None) or stderr or f"exit code {code}"
-                said = said.strip().splitlines()[-1].strip().removeprefix("server response:").strip()
-                raise FetchError(
-                    f"engine: Docker {version}'s daemon is the module github.com/moby/moby/v2, released as the git tag docker-v{version}, "
-                    f"not as a module version; {ref} does not exist, and the proxy does not serve {probe} (it answered: {said})",
-                    hint="dock32 pins tagged module versions only (README: What gets built)",
-                ) from None
-            raise exc
+            return None, exc
 
     def _go_version(self, bump: Bump, tree: Path) -> None:
         arg = upstream_arg(tree, "GO_VERSION")
@@ -532,6 +520,16 @@ class Resolver:
         else:
             bump.texts[go_yaml] = append_go_pin(self._text(go_yaml), new, sums)
 
+    def _unpinned(self, bump: Bump, tree: Path) -> None:
+        """The versions moby pins for components the config does not build (rootlesskit): said, not added."""
+        have = {component.name for component in self.config.components}
+        for name, rule in RULES.items():
+            if name in have or rule in (RELEASE, PLUGIN):
+                continue
+            arg = upstream_arg(tree, rule)
+            if arg:
+                bump.notes.append(f"{name}: {arg[1]} is {arg[0]}; buildcfg.yaml has no {name} component, so nothing pins it (add one to build it)")
+
     def _text(self, file: str) -> str:
         return (self.project / file).read_text(encoding="utf-8")
 
@@ -549,7 +547,19 @@ class Resolver:
                 return version_field(component.version, core(chosen)), f"newest tagged {module} at or before the engine tag ({format_time(limit)})"
         return None
 
-    def _component(self, bump: Bump, component: Component, new_version_text: str, origin: str, engine_module: Module | None) -> None:
+    def _component(
+        self,
+        bump: Bump,
+        component: Component,
+        new_version_text: str,
+        origin: str,
+        pinned: Module | None = None,
+        tag: str | None = None,
+        old_tag: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Every pin of one component for its new version. pinned: the module already chosen (the engine's), with its
+        git tag and the old version's; comment: what to say beside a new module version."""
         name = component.name
         new_core = core(new_version_text)
         new_version = version_field(component.version, new_core)
@@ -559,9 +569,12 @@ class Resolver:
         bump.change("buildcfg.yaml", (*base, "version"), component.version, new_version)
         source = component.source
         if isinstance(source, GoModuleSource):
-            new_source_version = module_version(source, core(component.version), new_core)
-            new_module = module_path(source, new_source_version)
-            module = engine_module or self.go.download(f"{new_module}@{new_source_version}", name)
+            if pinned is not None:
+                new_module, new_source_version = pinned.path, pinned.version
+            else:
+                new_source_version = module_version(source, core(component.version), new_core)
+                new_module = module_path(source, new_source_version)
+            module = pinned or self.go.download(f"{new_module}@{new_source_version}", name)
             if unchanged and new_module == source.module and new_source_version == source.version:
                 if module.sum != source.sum:
                     raise FetchError(
@@ -570,15 +583,18 @@ class Resolver:
                     )
                 return
             bump.change("buildcfg.yaml", (*base, "source", "module"), source.module, new_module)
-            if new_module != source.module:
-                bump.notes.append(f"{name}: the module path is now {new_module}: check its binaries' package paths and -X ldflags by hand")
-            bump.change("buildcfg.yaml", (*base, "source", "version"), source.version, new_source_version)
+            bump.change("buildcfg.yaml", (*base, "source", "version"), source.version, new_source_version, comment=comment)
             bump.change("buildcfg.yaml", (*base, "source", "sum"), source.sum, module.sum)
-            commit, warning = commit_for(component, new_version, new_source_version, module.origin_hash)
+            modfile = self._modfile(bump, component, module)
+            if new_module != source.module:
+                self._rename_module(bump, component, source.module, new_module)
+            self._check_packages(bump, component, module)
+            missing = f"the proxy records no commit for {module.path}@{module.version} (its .info has no Origin.Hash)" if tag else ""
+            commit, warning = commit_for(component, new_version, new_source_version, module.origin_hash, missing, tag, old_tag)
             bump.change("buildcfg.yaml", (*base, "commit"), component.commit, commit)
             if warning:
                 bump.notes.append(warning)
-            new_source = GoModuleSource(new_module, new_source_version, module.sum, source.modfile, source.patch_modules)
+            new_source = GoModuleSource(new_module, new_source_version, module.sum, modfile, source.patch_modules)
             self.trees.append(NewTree(_with(component, new_version, commit, new_source), source_dir=module.dir))
             return
         if unchanged:
@@ -597,6 +613,49 @@ class Resolver:
         if warning:
             bump.notes.append(warning)
         self.trees.append(NewTree(_with(component, new_version, commit, ArchiveSource(urls, tree)), archive=archive))
+
+    def _modfile(self, bump: Bump, component: Component, module: Module) -> str | None:
+        """The new tree's module file: the pinned modfile while the tree has it; none (the entry removed) once the
+        tree has only a go.mod, as moby v2 has. Adding one (back to moby 28's vendor.mod) is left to a person, with a note."""
+        assert isinstance(component.source, GoModuleSource)
+        modfile = component.source.modfile
+        if modfile is None and not (module.dir / "go.mod").is_file():
+            found = "vendor.mod" if (module.dir / "vendor.mod").is_file() else None
+            bump.notes.append(f"{component.name}: {module.path}@{module.version} has no go.mod: add source.modfile: {found or 'its module file'} by hand")
+            return found  # for checking the patches as the build will, once it is added
+        if modfile is None or (module.dir / modfile).is_file():
+            return modfile
+        if (module.dir / "go.mod").is_file():
+            bump.remove("buildcfg.yaml", ("components", component.name, "source", "modfile"), modfile)
+            return None
+        bump.notes.append(f"{component.name}: {module.path}@{module.version} has neither {modfile} nor a go.mod: set source.modfile by hand")
+        return modfile
+
+    def _rename_module(self, bump: Bump, component: Component, old: str, new: str) -> None:
+        """Every value under the component's binaries that names the old module path (-X ldflags, import paths) names
+        the new one; a list shared through an anchor changes once, at its anchor."""
+        prefix: Path_ = ("components", component.name, "binaries")
+        text = self._text("buildcfg.yaml")
+        for path, value in written_once(text, prefix).items():
+            bump.change("buildcfg.yaml", path, value, rewrite_module_path(value, old, new))
+        if any(names_module(value, old) for value in borrowed(text, prefix).values()):
+            bump.notes.append(f"{component.name}: its binaries name {old} through an anchor written outside them: rewrite it to {new} by hand")
+
+    def _check_packages(self, bump: Bump, component: Component, module: Module) -> None:
+        """Each binary's package is a folder of the new tree (packages move between majors)."""
+        for binary in component.binaries:
+            if not isinstance(binary, GoBinary):
+                continue
+            package = binary.package
+            if package == "." or package.startswith("./"):
+                folder = module.dir / package
+            elif package == module.path or package.startswith(module.path + "/"):
+                folder = module.dir / package[len(module.path) :].lstrip("/")
+            else:
+                continue
+            if not folder.is_dir():
+                where = f"{module.path}@{module.version}"
+                bump.notes.append(f"{component.name}: {binary.name}'s package {package} is not in {where}: fix binaries.{binary.name}.package")
 
     def _tarball(self, name: str, urls: tuple[str, ...], bump: Bump) -> tuple[str, Path]:
         """The tree hash of the new tarball, from the first URL that gives one; the other URLs must give the same tree."""
@@ -630,12 +689,16 @@ class Resolver:
             series = read_series(self.project / "patches" / component.name)
             if not series:
                 continue
-            try:
-                tree = self._writable_tree(new)
-            except Dock32Error as exc:
-                bump.patches.append(f"{component.name}: cannot prepare its {component.version} tree to check its patches: {exc}")
-                continue
-            for check in check_series(series, tree, component.version):
+            if any(patch.applies_to(component.version) for patch in series):
+                try:
+                    tree = self._writable_tree(new)
+                except Dock32Error as exc:
+                    bump.patches.append(f"{component.name}: cannot prepare its {component.version} tree to check its patches: {exc}")
+                    continue
+            else:
+                tree = self.workdir  # every patch is outside its versions=: check_series looks at no tree
+            checks = check_series(series, tree, component.version)
+            for check in checks:
                 label = f"{component.name}/{check.patch.path.name}"
                 text = {
                     "outside": f"no longer applied ({check.detail})",
@@ -644,6 +707,12 @@ class Resolver:
                     "upstream": f"already upstream in {component.version}, can be dropped ({check.detail})",
                 }[check.status]
                 bump.patches.append(f"{label}: {text}")
+            source = component.source
+            if isinstance(source, GoModuleSource) and source.patch_modules and all(check.status == "outside" for check in checks):
+                bump.notes.append(
+                    f"{component.name}: source.patch_modules ({', '.join(source.patch_modules)}) are copied for patches that no longer apply "
+                    f"to {component.version}: drop them with those patches"
+                )
 
     def _writable_tree(self, new: NewTree) -> Path:
         """A writable copy of the new pristine tree, prepared as the build prepares it (go.mod stub, patch_modules)."""
@@ -683,6 +752,114 @@ def _suffix(url: str) -> str:
     return ".tar.gz"
 
 
+# --- bump --check ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckFindings:
+    """What `bump --check` found: the pinned release, the newer ones the proxy can give, and what it could not tell."""
+
+    current: str  # the pinned release, 28.5.2
+    pinned: str  # its engine module version, github.com/docker/docker@v28.5.2+incompatible
+    asked: str  # what was asked of the proxy, in a phrase
+    newer: list[tuple[str, str, str]] = field(default_factory=list)  # (release, engine module@version, how it was found)
+    unidentified: list[str] = field(default_factory=list)  # one line each: a release named by a tag, not settled
+    other_tags: list[str] = field(default_factory=list)  # newer tags that are no release found here (rcs, dev commits)
+    cli_only: list[str] = field(default_factory=list)  # newer docker/cli releases without any engine tag found
+
+
+def check_report(found: CheckFindings) -> str:
+    lines = [f"dock32 bump --check: pinned Docker {found.current} ({found.pinned})"]
+    if found.newer:
+        lines.append(f"newer releases the proxy can give ({found.asked}):")
+        width = max(len(release) for release, _, _ in found.newer)
+        for release, ref, how in sorted(found.newer, key=lambda entry: release_key(entry[0]), reverse=True):
+            refused = refusal(release)
+            tail = f"  [{refused.split(' (', 1)[0]}: dock32 bump {release} --force]" if refused else f"  [dock32 bump {release}]"
+            lines.append(f"  {release.ljust(width)}  {ref}: {how}{tail}")
+    else:
+        lines.append(f"no newer release: the proxy gives no engine newer than {found.current} ({found.asked})")
+    if found.unidentified:
+        lines.append("named by a newer tag, but not found or not settled:")
+        lines.extend(f"  {entry}" for entry in found.unidentified)
+    if found.other_tags:
+        lines.append(
+            f"newer tags matched to no release: {_runs(found.other_tags)} "
+            "(release candidates, development commits, trees without releases/versions.yaml, or not settled above)"
+        )
+    if found.cli_only:
+        lines.append(f"docker/cli lists newer releases with no engine tag on the proxy: {', '.join(found.cli_only)}")
+    return "\n".join(lines) + "\n"
+
+
+def check_project(project: Path, settings: Settings | None = None) -> str:
+    """`dock32 bump --check`: the newer releases the proxy can give, each with its engine module version."""
+    config = load_config(project / "buildcfg.yaml")
+    settings = settings or settings_from_env(project)
+    engine = engine_component(config)
+    assert isinstance(engine.source, GoModuleSource)
+    current, cli = config.release.version, cli_module(config)
+    with tempfile.TemporaryDirectory(prefix="dock32-bump.") as scratch:
+        go = Go(choose_go(config, load_toolchains(project / "toolchains"), settings)[0], settings, Path(scratch))
+        found = CheckFindings(current, engine.source.ref, "")
+        if engine.source.module != MOBY_V2:
+            found.newer.extend(_newer_module_versions(go, engine.source.module, current))
+        above = (beta_number(engine.source.version) or 0) if engine.source.module == MOBY_V2 else 0
+        _newer_tags(found, MobyTags(go), cli, above)
+        found.cli_only = _cli_only(go, cli, [current, *(release for release, _, _ in found.newer)])
+    return check_report(found)
+
+
+def _newer_module_versions(go: Go, module: str, current: str) -> list[tuple[str, str, str]]:
+    """28.x releases newer than current, where the engine still is github.com/docker/docker v<X>+incompatible."""
+    newer = []
+    for version in go.versions(module):
+        release = core(version)
+        if version.endswith("+incompatible") and release_key(release) and release_key(current) < release_key(release) < (29,):
+            newer.append((release, f"{module}@{version}", "a module version of the release"))
+    return newer
+
+
+def _newer_tags(found: CheckFindings, tags: MobyTags, cli: str, above: int) -> None:
+    """The releases that the moby/moby/v2 tags above the pinned one name, each found by identify()'s rule."""
+    tags.probe()  # from the first tag: an older one can be a rival of a newer release's tag
+    found.asked = tags.asked(above)
+    newer_tags = sorted((v for v in tags.times if (beta_number(v) or 0) > above), key=lambda v: beta_number(v) or 0)
+    named: dict[str, list[str]] = {}
+    for candidate in tags.read(newer_tags):
+        for release in candidate.says.releases() if candidate.says else []:
+            if release_key(release) > release_key(found.current):
+                named.setdefault(release, []).append(candidate.version)
+    wanted = sorted({r for release in named for r in [release, *neighbours(release)]})
+    infos = tags.go.infos(cli, [f"v{release}+incompatible" for release in wanted])
+    times = {release: info.time for release in wanted if (info := infos[f"v{release}+incompatible"]).time}
+    matched: set[str] = set()
+    for release in sorted(named, key=release_key, reverse=True):
+        if release not in times:
+            error = infos[f"v{release}+incompatible"].error
+            found.unidentified.append(f"{release}: named by {', '.join(named[release])}; the proxy has no {cli}@v{release}+incompatible ({error})")
+            continue
+        around = {other: times[other] for other in neighbours(release) if other in times}
+        try:
+            identified = tags.identify(release, f"{cli}@v{release}+incompatible", times[release], around)
+        except FetchError as exc:
+            found.unidentified.append(f"{release}: {exc.message.removeprefix('engine: ')}")
+            continue
+        matched.add(identified.candidate.version)
+        found.newer.append((release, f"{MOBY_V2}@{identified.candidate.version}", identified.how))
+    found.other_tags = [v for v in newer_tags if v not in matched]
+
+
+def _cli_only(go: Go, cli: str, known: list[str]) -> list[str]:
+    """The CLI's listed releases newer than every release known to have an engine: their engines are not served."""
+    try:
+        listed = go.versions(cli)
+    except FetchError:
+        return []
+    newest = max(release_key(release) for release in known)
+    return sorted({core(v) for v in listed if v.endswith("+incompatible") and release_key(core(v)) > newest}, key=release_key)
+
+
 # --- putting it together ---------------------------------------------------------------------------------------------
 
 FILES = ("buildcfg.yaml", "toolchains/go.yaml")
@@ -700,6 +877,17 @@ def new_texts(project: Path, bump: Bump) -> dict[str, str]:
         if text != old:
             texts[file] = text
     return texts
+
+
+def stale_comments(bump: Bump, old_version: str, texts: dict[str, str]) -> None:
+    """Comments that still name the old release: prose a bump does not rewrite, named for a person to."""
+    text = texts.get("buildcfg.yaml")
+    if text is None or old_version == bump.version:
+        return
+    lines = comment_lines_naming(text, old_version)
+    if lines:
+        where = f"line {lines[0]}" if len(lines) == 1 else f"lines {', '.join(map(str, lines))}"
+        bump.notes.append(f"buildcfg.yaml: the comments at {where} still name {old_version}")
 
 
 def validate(project: Path, texts: dict[str, str], workdir: Path) -> None:
@@ -722,15 +910,17 @@ def validate(project: Path, texts: dict[str, str], workdir: Path) -> None:
         raise ConfigError(f"the rewritten files do not load: {exc.message}", hint="nothing was written; this is a bug in dock32 bump") from None
 
 
-def report(bump: Bump, old_version: str, texts: dict[str, str], dry_run: bool) -> str:
+def report(bump: Bump, old_version: str, texts: dict[str, str], dry_run: bool, go: str = "") -> str:
     lines = [f"dock32 bump: Docker {old_version} -> {bump.version}"]
+    if go:
+        lines.append(f"go command: {go}")
     lines.append("versions found:")
     lines.extend(f"  {source}" for source in bump.sources)
     if bump.changes or texts:
         lines.append("changes:" if not dry_run else "changes (dry run, not written):")
         for file in FILES:
             for change in (c for c in bump.changes if c.file == file):
-                lines.append(f"  {file}: {change.where}: {change.old} -> {change.new}")
+                lines.append(f"  {file}: {change.describe()}")
             if file in bump.texts:
                 lines.append(f"  {file}: a new Go toolchain pin appended")
     else:
@@ -746,7 +936,9 @@ def report(bump: Bump, old_version: str, texts: dict[str, str], dry_run: bool) -
     return "\n".join(lines) + "\n"
 
 
-def bump_project(project: Path, version: str, *, dry_run: bool = False, force: bool = False, settings: Settings | None = None) -> str:
+def bump_project(
+    project: Path, version: str, *, dry_run: bool = False, force: bool = False, settings: Settings | None = None, engine_version: str | None = None
+) -> str:
     """Resolve, rewrite (unless dry_run) and return the report. Raises ConfigError for a refused or malformed version."""
     version = version.removeprefix("v")
     if not re.fullmatch(r"\d+\.\d+\.\d+", version):
@@ -759,25 +951,38 @@ def bump_project(project: Path, version: str, *, dry_run: bool = False, force: b
     with tempfile.TemporaryDirectory(prefix="dock32-bump.") as scratch:
         workdir = Path(scratch)
         resolver = Resolver(project, config, settings, workdir)
-        bump = resolver.run(version)
+        bump = resolver.run(version, engine_version)
         if refused:
             bump.notes.insert(0, f"{version} is {refused.removeprefix('refused: ')}; going on because of --force")
         texts = new_texts(project, bump)
         validate(project, texts, workdir)
+        stale_comments(bump, config.release.version, texts)
         resolver.check_patches(bump)
         if not dry_run:
             for file, text in texts.items():
                 atomic.write_text(project / file, text)
             load_config(project / "buildcfg.yaml")
-        return report(bump, config.release.version, texts, dry_run)
+        return report(bump, config.release.version, texts, dry_run, resolver.go_description)
 
 
 def command(project: Path, argv: list[str], settings: Settings | None = None) -> int:
-    """`dock32 bump VERSION [--dry-run] [--force]`."""
+    """`dock32 bump VERSION [--dry-run] [--force] [--engine-version V]`, `dock32 bump --check`."""
     parser = argparse.ArgumentParser(prog="dock32 bump", description="Move the pins to another Docker release, resolved through GOPROXY.")
-    parser.add_argument("version", help="the Docker release, like 28.5.2")
     parser.add_argument("--dry-run", action="store_true", help="print the changes it would make; write nothing")
     parser.add_argument("--force", action="store_true", help="bump even to a release listed as broken on 386")
+    parser.add_argument("--check", action="store_true", help="list the newer releases the module proxy can give, with their engine tags; change nothing")
+    parser.add_argument(
+        "--engine-version", metavar="TAG",
+        help=f"29.x: the {MOBY_V2} tag ({BETA_PREFIX}N) that is the release, where bump cannot tell it from the evidence",
+    )
+    parser.add_argument("version", nargs="?", help="the Docker release, like 29.8.1")
     args = parser.parse_args(argv)
-    sys.stdout.write(bump_project(project, args.version, dry_run=args.dry_run, force=args.force, settings=settings))
+    if args.check:
+        if args.version or args.dry_run or args.force or args.engine_version:
+            parser.error("--check takes no version and no other option")
+        sys.stdout.write(check_project(project, settings))
+        return 0
+    if not args.version:
+        parser.error("the Docker release to bump to is missing (or --check)")
+    sys.stdout.write(bump_project(project, args.version, dry_run=args.dry_run, force=args.force, settings=settings, engine_version=args.engine_version))
     return 0
