@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             "test-upstream: the components' own Go tests for the target's GOARCH; "
             "doctor: check this machine; list: show tasks; clean: remove build outputs; "
             "publish: merge targets' dist folders into one apt repository (`dock32 publish --help`); "
-            "bump VERSION [--dry-run] [--force]: move the pins to another Docker release, found through GOPROXY"
+            "bump VERSION [--dry-run] [--force] [--engine-version TAG], or bump --check: move the pins to another Docker release, found through GOPROXY, "
+            "or list the newer releases the proxy can give"
         ),
     )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")

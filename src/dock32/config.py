@@ -478,7 +478,9 @@ class DebPackage:
     pre_depends: tuple[str, ...]
     depends: tuple[str, ...]
     recommends: tuple[str, ...]
+    suggests: tuple[str, ...]
     conflicts: tuple[str, ...]
+    breaks: tuple[str, ...]
     replaces: tuple[str, ...]
     provides: tuple[str, ...]
     enhances: tuple[str, ...]
@@ -525,14 +527,14 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
             raise node.error("package names are Debian package names like 'docker-ce'")
         fields = node.mapping(
             allowed=(
-                "version", "source", "section", "description", "pre_depends", "depends", "recommends", "conflicts", "replaces",
+                "version", "source", "section", "description", "pre_depends", "depends", "recommends", "suggests", "conflicts", "breaks", "replaces",
                 "provides", "enhances", "license_from", "copyright", "scripts", "files",
             ),
             required=("version", "section", "description", "license_from", "copyright", "files"),
         )
         version = fields["version"].string("5:{engine}{distro_suffix}")
         placeholders = f"use a component name ({', '.join(sorted(components))}) or distro_suffix"
-        for key in ("version", "pre_depends", "depends", "recommends", "conflicts", "replaces", "provides", "enhances"):
+        for key in ("version", "pre_depends", "depends", "recommends", "suggests", "conflicts", "breaks", "replaces", "provides", "enhances"):
             if key not in fields:
                 continue
             for text_node in [fields[key]] if key == "version" else fields[key].sequence():
@@ -599,7 +601,9 @@ def load_packages(path: Path, config: BuildConfig) -> tuple[DebPackage, ...]:
                 pre_depends=strings("pre_depends"),
                 depends=strings("depends"),
                 recommends=strings("recommends"),
+                suggests=strings("suggests"),
                 conflicts=strings("conflicts"),
+                breaks=strings("breaks"),
                 replaces=strings("replaces"),
                 provides=strings("provides"),
                 enhances=strings("enhances"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from dock32 import atomic, diskspace
-from dock32.config import BuildConfig, DebPackage, GoModuleSource, Packaging
+from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Packaging
 from dock32.errors import PackageError
 from dock32.layout import Layout
 from dock32.run import capture, run
@@ -78,7 +78,9 @@ def _relations(package: DebPackage, config: BuildConfig, packaging: Packaging) -
         "Pre-Depends": package.pre_depends,
         "Depends": package.depends,
         "Recommends": package.recommends,
+        "Suggests": package.suggests,
         "Conflicts": package.conflicts,
+        "Breaks": package.breaks,
         "Replaces": package.replaces,
         "Provides": package.provides,
         "Enhances": package.enhances,
@@ -126,12 +128,22 @@ def _copyright(package: DebPackage, config: BuildConfig, layout: Layout) -> str:
 
 
 def _changelog(package: DebPackage, version: str, config: BuildConfig, packaging: Packaging) -> str:
+    """One entry: the Docker release and, since a plugin's or containerd.io's version is not Docker's, the upstream
+    versions of what the package carries."""
     date = email.utils.format_datetime(config.release.date)
+    upstream = ", ".join(f"{c.name} {c.version.removeprefix('v')}" for c in packaged_components(package, config))
     return (
         f"{package.source} ({version}) {packaging.distro.codename}; urgency=medium\n\n"
-        f"  * Docker {config.release.version} built for {config.deb_arch.names.debian} by dock32{_programs_note(config)}.\n\n"
+        f"  * Docker {config.release.version} built for {config.deb_arch.names.debian} by dock32{_programs_note(config)}.\n"
+        f"  * Upstream: {upstream}.\n\n"
         f" -- {packaging.maintainer}  {date}\n"
     )
+
+
+def packaged_components(package: DebPackage, config: BuildConfig) -> list[Component]:
+    """The components whose binaries the package carries, in the config's order (containerd.io: containerd, runc)."""
+    binaries = {f.binary for f in package.files if f.binary} | {f.run[0] for f in package.files if f.run}
+    return [c for c in config.components if any(b.name in binaries for b in c.binaries)]
 
 
 def _programs_note(config: BuildConfig) -> str:

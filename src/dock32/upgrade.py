@@ -47,7 +47,7 @@ def previous_release(folder: Path) -> tuple[str, list[str]]:
     except (ValueError, KeyError, TypeError):
         raise ConfigError(f"verify-upgrade: {manifest} is not a dock32 build manifest (no release in it)") from None
     with index.open(encoding="utf-8") as stream:
-        names = sorted({stanza["Package"] for stanza in deb822.Packages.iter_paragraphs(stream) if "Package" in stanza})
+        names = sorted({stanza["Package"] for stanza in deb822.Packages.iter_paragraphs(stream, use_apt_pkg=False) if "Package" in stanza})
     if not names:
         raise ConfigError(f"verify-upgrade: {index} lists no packages")
     return release, names

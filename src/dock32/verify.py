@@ -21,6 +21,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -281,6 +282,43 @@ def scenarios(
         assert out.startswith("linux ") and "seccomp" in out and out.endswith(" runc"), out
         return out
 
+    def runtimes() -> str:
+        """containerd and runc are the builds the config pins, as dockerd and the programs themselves report them; runc
+        has seccomp with the libseccomp the build linked and, as moby builds it, no libpathrs."""
+        containerd, runc = config.component("containerd"), config.component("runc")
+        reported = json.loads(sandbox.docker("version", "--format", "{{json .Server.Components}}").stdout)
+        seen = {c["Name"]: (c["Version"].removeprefix("v"), (c.get("Details") or {}).get("GitCommit")) for c in reported}
+        for component in (containerd, runc):
+            expected = (component.version.removeprefix("v"), component.commit)
+            assert seen.get(component.name) == expected, f"dockerd reports {component.name} {seen.get(component.name)}, expected {expected}"
+        words = sandbox.exec(["/usr/bin/containerd", "--version"]).stdout.split()
+        assert words[-2:] == [containerd.version, containerd.commit], f"containerd --version: {' '.join(words)}"
+        runc_lines = sandbox.exec(["/usr/bin/runc", "--version"]).stdout.splitlines()
+        fields = dict(line.split(": ", 1) for line in runc_lines[1:] if ": " in line)
+        assert runc_lines[0].removeprefix("runc version ").removeprefix("v") == runc.version.removeprefix("v"), runc_lines[0]
+        assert fields.get("commit") == runc.commit, f"runc commit {fields.get('commit')!r}, expected {runc.commit!r}"
+        assert "libpathrs" not in fields, f"runc was built with libpathrs {fields['libpathrs']}"
+        manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
+        linked = [lib.get("version") for lib in manifest["components"]["runc"].get("c_libraries", []) if lib["name"] == "libseccomp"]
+        assert "libseccomp" in fields, f"runc has no seccomp: {runc_lines}"
+        assert linked in ([], [None], [fields["libseccomp"]]), f"runc reports libseccomp {fields['libseccomp']}, the build linked {linked[0]}"
+        return f"containerd {containerd.version} ({containerd.commit}), runc {runc.version} ({runc.commit}) with libseccomp {fields['libseccomp']}"
+
+    def containerd_config() -> str:
+        """The running containerd has the packaged config: every plugin it disables (containerd 2.x's CRI plugins) is
+        absent, and nothing in it is refused. Deprecations containerd reports (cgroup v1 here) are shown, not failed."""
+        shipped = tomllib.loads((sandbox.root / "etc" / "containerd" / "config.toml").read_text(encoding="utf-8"))
+        dumped = sandbox.exec(["/usr/bin/containerd", "--config", "/etc/containerd/config.toml", "config", "dump"])
+        assert "Ignoring unknown key" not in dumped.stderr, dumped.stderr.strip()
+        disabled = set(shipped.get("disabled_plugins", []))
+        assert disabled <= set(tomllib.loads(dumped.stdout)["disabled_plugins"]), dumped.stdout[:400]
+        rows = [line.split() for line in sandbox.exec(["/usr/bin/ctr", "plugins", "ls"]).stdout.splitlines()[1:]]
+        loaded = {f"{row[0]}.{row[1]}" for row in rows if len(row) >= 4 and row[-1] == "ok"}
+        assert len(loaded) > 10 and not loaded & disabled, f"loaded although disabled: {sorted(loaded & disabled)}"
+        warnings = json.loads(sandbox.exec(["/usr/bin/ctr", "deprecations", "list", "--format", "json"]).stdout or "[]") or []
+        ids = sorted(w["id"].rsplit("/", 1)[-1] for w in warnings)
+        return f"config version {shipped.get('version')}, {len(disabled)} plugins off, {len(loaded)} loaded; deprecations: {', '.join(ids) or 'none'}"
+
     def run_i386() -> str:
         busybox = (sandbox.root / "bin" / "busybox").read_bytes()
         # --platform: an amd64 (multiarch64) daemon would label the import amd64 otherwise.
@@ -471,6 +509,8 @@ def scenarios(
     return [
         (f"docker version: client and server linux/{goarch}", version),
         ("docker info", info),
+        ("containerd and runc are the pinned builds", runtimes),
+        ("containerd runs with the packaged config", containerd_config),
         ("run an i386 image", run_i386),
         ("--init runs docker-init as PID 1", init),
         ("i386 container has seccomp on", seccomp_i386),

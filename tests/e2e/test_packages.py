@@ -7,20 +7,25 @@ import hashlib
 import shutil
 import subprocess
 import tarfile
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from debian.deb822 import Deb822
 
 from dock32.arch import Arch
+from dock32.config import load_packages
+from dock32.debs import _relations, package_version, placeholder_values
 from dock32.rootfs import chroot_run, ensure_root, overlay
 from dock32.settings import settings_from_env
 
-from .conftest import CONFIG, DIST, ROOT, SETTINGS, dock32
+from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS, dock32
 
 pytestmark = pytest.mark.e2e
 
 PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin")
+PACKAGES_YAML = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", CONFIG)}
 
 
 def deb(name: str) -> Path:
@@ -61,25 +66,40 @@ def built(release_build: Path) -> Path:
     return release_build
 
 
+def items(field: str) -> list[str]:
+    return [item.strip() for item in field.split(",")]
+
+
 def test_control_fields_and_versions() -> None:
-    engine = CONFIG.component("engine").version
+    """Each control file says what packages.yaml says, filled in from the config's versions."""
+    for name, package in PACKAGES_YAML.items():
+        fields = control(name)
+        assert fields["Version"] == package_version(package, CONFIG, CONFIG.packaging), name
+        assert fields["Architecture"] == "i386"
+        relations = _relations(package, CONFIG, CONFIG.packaging)
+        assert {k: fields[k] for k in relations} == relations, name
+        relation_fields = {"Pre-Depends", "Depends", "Recommends", "Suggests", "Conflicts", "Breaks", "Replaces", "Provides", "Enhances"}
+        assert not set(fields) & relation_fields - set(relations), name
+    suffix = placeholder_values(CONFIG, CONFIG.packaging)["distro_suffix"]
     ce = control("docker-ce")
-    assert ce["Version"] == f"5:{engine}-1~debian.12~bookworm"
-    assert ce["Architecture"] == "i386"
-    assert f"containerd.io (>= {CONFIG.component('containerd').version.lstrip('v')})" in ce["Depends"]
-    assert "docker-ce-cli" in ce["Depends"] and "iptables" in ce["Depends"]
-    assert "docker.io" in ce["Conflicts"]
+    assert ce["Version"] == f"5:{CONFIG.component('engine').version.removeprefix('v')}{suffix}"
+    # docker-ce-packaging's 29.x relations (deb/common/control), the containerd.io floor being the one built here.
+    assert items(ce["Depends"]) == [f"containerd.io (>= {CONFIG.component('containerd').version.removeprefix('v')})", "docker-ce-cli", "iptables", "nftables"]
     assert ce["Pre-Depends"].startswith("init-system-helpers")
-    assert {"ca-certificates", "git", "pigz", "procps", "xz-utils"} <= {r.strip() for r in ce["Recommends"].split(",")}
+    assert {"apparmor", "ca-certificates", "git", "pigz", "procps", "xz-utils"} <= set(items(ce["Recommends"]))
+    assert items(ce["Conflicts"]) == ["docker.io"]
     cli = control("docker-ce-cli")
-    assert cli["Version"] == ce["Version"] and {"docker.io", "docker-cli"} <= {c.strip() for c in cli["Conflicts"].split(",")}
-    assert "docker-buildx-plugin" in cli["Recommends"]
+    assert cli["Version"] == f"5:{CONFIG.component('cli').version.removeprefix('v')}{suffix}"
+    assert {"docker.io", "docker-cli"} == set(items(cli["Conflicts"]))
+    assert "docker-buildx-plugin" in items(cli["Recommends"])
     ctd = control("containerd.io")
-    assert ctd["Version"] == "1.7.28-1~debian.12~bookworm"
+    assert ctd["Version"] == f"{CONFIG.component('containerd').version.removeprefix('v')}{suffix}"
     for field in ("Provides", "Conflicts", "Replaces"):
-        assert {r.strip() for r in ctd[field].split(",")} == {"containerd", "runc"}
-    assert control("docker-buildx-plugin")["Version"] == "0.29.1-1~debian.12~bookworm"
-    assert control("docker-compose-plugin")["Version"] == "2.40.3-1~debian.12~bookworm"
+        assert set(items(ctd[field])) == {"containerd", "runc"}
+    assert control("docker-buildx-plugin")["Version"] == f"{CONFIG.component('buildx').version.removeprefix('v')}{suffix}"
+    compose = control("docker-compose-plugin")
+    assert compose["Version"] == f"{CONFIG.component('compose').version.removeprefix('v')}{suffix}"
+    assert items(compose["Recommends"]) == ["docker-buildx-plugin (>= 0.17.0)"]
     for name in PACKAGES:
         files = contents(name)
         size_kib = sum((m.size + 1023) // 1024 if m.isfile() else 1 for path, m in files.items() if path not in ("", "/"))
@@ -95,10 +115,13 @@ def test_file_layout_modes_and_owners() -> None:
     assert all(m.uname == "root" and m.gname == "root" for m in ce.values())
     assert all(m.mtime == CONFIG.release.epoch for m in ce.values())
     ctd = contents("containerd.io")
-    assert {"/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/ctr", "/usr/bin/runc", "/etc/containerd/config.toml"} <= set(ctd)
+    # containerd 2.x's programs (no containerd-shim, containerd-shim-runc-v1; containerd-stress is left out) and runc.
+    programs = {path for path, m in ctd.items() if path.startswith("/usr/bin/") and m.isfile()}
+    assert programs == {"/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/ctr", "/usr/bin/runc"}
     unit = extract("containerd.io", "/lib/systemd/system/containerd.service").decode()
     assert "ExecStart=/usr/bin/containerd" in unit and "/usr/local/bin" not in unit
-    assert 'disabled_plugins = ["cri"]' in extract("containerd.io", "/etc/containerd/config.toml").decode()
+    assert extract("containerd.io", "/etc/containerd/config.toml") == (ROOT / "packaging" / "files" / "containerd.io" / "config.toml").read_bytes()
+    assert tomllib.loads(extract("containerd.io", "/etc/containerd/config.toml").decode())["version"] == 3
     assert "ExecStart=/usr/bin/dockerd" in extract("docker-ce", "/lib/systemd/system/docker.service").decode()
     assert "/usr/libexec/docker/cli-plugins/docker-buildx" in contents("docker-buildx-plugin")
     assert "/usr/libexec/docker/cli-plugins/docker-compose" in contents("docker-compose-plugin")
@@ -191,6 +214,137 @@ def test_apt_installs_into_a_clean_i386_debian_then_purge_leaves_nothing(tmp_pat
         assert left == [], left
         assert not list((root / "etc").glob("rc?.d/*docker")), "update-rc.d links stay after purge"
         assert not (root / "etc" / "containerd").exists()
+
+
+# containerd.io's conffile as the 28.x-era packages (containerd 1.7) shipped it, less Docker's licence header: no
+# version line, so containerd reads it as version 1, and the 1.x name of the CRI plugin.
+CONFFILE_28X = """\
+disabled_plugins = ["cri"]
+
+#root = "/var/lib/containerd"
+#state = "/run/containerd"
+#subreaper = true
+#oom_score = 0
+
+#[grpc]
+#  address = "/run/containerd/containerd.sock"
+#  uid = 0
+#  gid = 0
+
+#[debug]
+#  address = "/run/containerd/debug.sock"
+#  uid = 0
+#  gid = 0
+#  level = "info"
+"""
+# The same file as a user edits it: another data folder, a group for the socket, more logging.
+CONFFILE_28X_EDITED = """\
+disabled_plugins = ["cri"]
+
+root = "/srv/containerd"
+#state = "/run/containerd"
+#subreaper = true
+#oom_score = 0
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+  uid = 0
+  gid = 999
+
+[debug]
+  level = "debug"
+"""
+# A 1.x file made for Kubernetes: config version 2, the CRI on, with the systemd cgroup driver.
+CONFFILE_1X_FOR_KUBERNETES = """\
+version = 2
+disabled_plugins = []
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+"""
+
+
+def config_dump(argv: list[str]) -> tuple[dict[str, Any], str]:
+    """`containerd ... config dump`: the configuration the daemon would run with, parsed, and what it logged."""
+    result = subprocess.run([*argv, "config", "dump"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return tomllib.loads(result.stdout), result.stderr
+
+
+def assert_edits_kept(dumped: dict[str, Any]) -> None:
+    assert dumped["root"] == "/srv/containerd" and dumped["debug"]["level"] == "debug"
+    # Version 4 (containerd 2.3) keeps the socket's settings in a server plugin; version 3 at the top.
+    grpc = dumped.get("plugins", {}).get("io.containerd.server.v1.grpc") or dumped["grpc"]
+    assert (grpc["address"], grpc["gid"]) == ("/run/containerd/containerd.sock", 999), grpc
+    assert "io.containerd.grpc.v1.cri" in dumped["disabled_plugins"], dumped["disabled_plugins"]
+
+
+def test_built_containerd_reads_the_shipped_conffile_and_edited_1x_ones(tmp_path: Path) -> None:
+    """containerd 2.x reads the conffile as shipped, and the 1.x-era files dpkg keeps where a user edited them: it
+    migrates them in memory with the edits, and `config migrate` writes the same configuration in its own version."""
+    containerd = str(BIN / "containerd")
+    shipped = tmp_path / "shipped.toml"
+    shipped.write_bytes(extract("containerd.io", "/etc/containerd/config.toml"))
+    dumped, log = config_dump([containerd, "--config", str(shipped)])
+    assert "level=error" not in log and "Ignoring unknown key" not in log, log
+    assert dumped["disabled_plugins"] == tomllib.loads(shipped.read_text())["disabled_plugins"]
+    assert dumped["root"] == "/var/lib/containerd"
+
+    edited = tmp_path / "edited.toml"
+    edited.write_text(CONFFILE_28X_EDITED)
+    dumped, log = config_dump([containerd, "--config", str(edited)])
+    assert "migrated" in log and "level=error" not in log, log
+    assert_edits_kept(dumped)
+    migrated = tmp_path / "migrated.toml"
+    result = subprocess.run([containerd, "--config", str(edited), "config", "migrate"], capture_output=True, text=True, check=True)
+    migrated.write_text(result.stdout)
+    again, log = config_dump([containerd, "--config", str(migrated)])
+    assert again == dumped and "migrated" not in log, log
+
+    kubernetes = tmp_path / "kubernetes.toml"
+    kubernetes.write_text(CONFFILE_1X_FOR_KUBERNETES)
+    dumped, log = config_dump([containerd, "--config", str(kubernetes)])
+    assert dumped["disabled_plugins"] == []
+    assert dumped["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+
+
+def test_upgrade_from_28x_keeps_an_edited_conffile_and_replaces_an_untouched_one(tmp_path: Path) -> None:
+    """dpkg's conffile handling across the upgrade from a 28.x-era containerd.io (this package, repacked with that
+    version and conffile): the user's file stays (the new one beside it as .dpkg-dist) and the upgraded containerd
+    reads it; a file nobody edited becomes the new one."""
+    log = tmp_path / "upgrade.log"
+    tree = tmp_path / "old"
+    subprocess.run(["dpkg-deb", "-R", deb("containerd.io"), tree], check=True)
+    (tree / "etc" / "containerd" / "config.toml").write_text(CONFFILE_28X)
+    version = control("containerd.io")["Version"]
+    text = (tree / "DEBIAN" / "control").read_text()
+    (tree / "DEBIAN" / "control").write_text(text.replace(f"Version: {version}\n", "Version: 1.7.28-1~debian.12~bookworm\n"))
+    old_deb = tmp_path / "containerd.io-28x.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", tree, old_deb], check=True, capture_output=True)
+    shipped = extract("containerd.io", "/etc/containerd/config.toml")
+    clean_root = ensure_root(CONFIG.packaging.distro, Arch.I386, settings_from_env(ROOT), log)
+    for user_edited in (True, False):
+        with overlay(clean_root, tmp_path / f"overlay-{user_edited}", log) as root:
+            shutil.copyfile(old_deb, root / "srv" / "old.deb")
+            shutil.copyfile(deb("containerd.io"), root / "srv" / "new.deb")
+            chroot_run(root, ["dpkg", "-i", "/srv/old.deb"], log, "install the 28.x-era containerd.io")
+            conffile = root / "etc" / "containerd" / "config.toml"
+            assert conffile.read_text() == CONFFILE_28X
+            if user_edited:
+                conffile.write_text(CONFFILE_28X_EDITED)
+            # --force-confold: the prompt's default answer, with no terminal to ask on.
+            chroot_run(root, ["dpkg", "--force-confold", "-i", "/srv/new.deb"], log, "upgrade containerd.io")
+            query = ["chroot", root, "dpkg-query", "-W", "-f=${Status} ${Version}", "containerd.io"]
+            status = subprocess.run(query, capture_output=True, text=True, check=True)
+            assert status.stdout == f"install ok installed {version}", status.stdout
+            if user_edited:
+                assert conffile.read_text() == CONFFILE_28X_EDITED
+                assert (root / "etc" / "containerd" / "config.toml.dpkg-dist").read_bytes() == shipped
+                assert_edits_kept(config_dump(["chroot", str(root), "/usr/bin/containerd"])[0])
+            else:
+                assert conffile.read_bytes() == shipped
+                dumped, log_text = config_dump(["chroot", str(root), "/usr/bin/containerd"])
+                assert dumped["disabled_plugins"] == tomllib.loads(shipped.decode())["disabled_plugins"], log_text
 
 
 def test_release_is_signed_when_a_key_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

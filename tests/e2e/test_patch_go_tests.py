@@ -45,7 +45,7 @@ def added_go_tests() -> list[tuple[str, str, tuple[str, ...]]]:
         (component.name, path, names)
         for component in CONFIG.components
         for patch in read_series(LAYOUT.patch_dir(component.name))
-        if patch.applies_to(component.version)
+        if patch.applies_to(component.version, CONFIG.host_arch.names.go)
         for path, names in go_tests_of(patch)
     ]
 
@@ -57,6 +57,9 @@ def test_the_shipped_patches_bring_go_tests() -> None:
     # Every patch of the series, whichever versions it is for: which of them the pinned engine takes changes with a bump.
     every = [(path, names) for patch in read_series(LAYOUT.patch_dir("engine")) for path, names in go_tests_of(patch)]
     assert ("libnetwork/drivers/bridge/port_mapping_linux_386_test.go", ("TestSetSCTPInitMsgReachesTheKernel",)) in every
+    assert ("daemon/libnetwork/portallocator/sctp_linux_386_test.go", ("TestSetSCTPInitMsgReachesTheKernel",)) in every
+    assert ("daemon/seccomp_linux_test.go", ("TestDefaultSeccompProfileCoversAmd64On386",)) in every
+    assert any(path == "daemon/internal/distribution/platform_fallback_linux_test.go" for path, _ in every)
     assert any(path.endswith("ishidawataru/sctp/sockopt_linux_386_test.go") and len(names) == 3 for path, names in every)
 
 

@@ -3,34 +3,138 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from dock32.config import DISTROS, load_config, load_packages
-from dock32.debs import deb_filename, package_version
+from dock32.config import DISTROS, BuildConfig, DebPackage, load_config, load_packages
+from dock32.debs import _changelog, _relations, deb_filename, package_version
 from dock32.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")
+CONFFILE = ROOT / "packaging" / "files" / "containerd.io" / "config.toml"
+
+
+def upstream(component: str, config: BuildConfig = CONFIG) -> str:
+    """A component's version as Debian versions and relations carry it: without the leading v."""
+    return config.component(component).version.removeprefix("v")
+
+
+def shipped_packages(config: BuildConfig = CONFIG) -> dict[str, DebPackage]:
+    return {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", config)}
 
 
 def test_shipped_packages_load_with_docker_names() -> None:
-    packages = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", CONFIG)}
+    packages = shipped_packages()
     assert set(packages) == {"docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"}
     packaged = {f.binary for p in packages.values() for f in p.files if f.binary}
     assert packaged == {b.name for c in CONFIG.components for b in c.binaries}, "every binary is in exactly one package"
     ce = packages["docker-ce"]
-    assert package_version(ce, CONFIG, CONFIG.packaging) == "5:28.5.2-1~debian.12~bookworm"
-    assert deb_filename(ce, "5:28.5.2-1~debian.12~bookworm", "i386") == "docker-ce_28.5.2-1~debian.12~bookworm_i386.deb"
-    assert package_version(packages["containerd.io"], CONFIG, CONFIG.packaging) == "1.7.28-1~debian.12~bookworm"
-    assert package_version(packages["docker-buildx-plugin"], CONFIG, CONFIG.packaging) == "0.29.1-1~debian.12~bookworm"
+    engine = upstream("engine")
+    assert package_version(ce, CONFIG, CONFIG.packaging) == f"5:{engine}-1~debian.12~bookworm"
+    assert deb_filename(ce, f"5:{engine}-1~debian.12~bookworm", "i386") == f"docker-ce_{engine}-1~debian.12~bookworm_i386.deb"
+    assert package_version(packages["docker-ce-cli"], CONFIG, CONFIG.packaging) == f"5:{upstream('cli')}-1~debian.12~bookworm"
+    assert package_version(packages["containerd.io"], CONFIG, CONFIG.packaging) == f"{upstream('containerd')}-1~debian.12~bookworm"
+    assert package_version(packages["docker-buildx-plugin"], CONFIG, CONFIG.packaging) == f"{upstream('buildx')}-1~debian.12~bookworm"
+    assert package_version(packages["docker-compose-plugin"], CONFIG, CONFIG.packaging) == f"{upstream('compose')}-1~debian.12~bookworm"
+
+
+def test_versions_are_templates_of_the_config() -> None:
+    """No release is written into packages.yaml: each version is the epoch at most, around placeholders."""
+    for package in shipped_packages().values():
+        assert re.sub(r"\{\w+\}", "", package.version) in ("", "5:"), (package.name, package.version)
+        assert package.version.endswith("{distro_suffix}"), package.name
+
+
+def relations(package: DebPackage) -> dict[str, list[str]]:
+    return {field: [item.strip() for item in text.split(",")] for field, text in _relations(package, CONFIG, CONFIG.packaging).items()}
+
+
+def test_relations_are_docker_ce_packagings_for_29() -> None:
+    """As deb/common/control of docker-ce-packaging has them for 29.x, less what this project cannot carry: the
+    rootless-extras and model plugin packages it does not build."""
+    packages = shipped_packages()
+    ce = relations(packages["docker-ce"])
+    assert ce["Pre-Depends"] == ["init-system-helpers (>= 1.54~)"]
+    # containerd.io: at least the one built beside dockerd, which is also at least Docker's floor (2.1.5).
+    assert ce["Depends"] == [f"containerd.io (>= {upstream('containerd')})", "docker-ce-cli", "iptables", "nftables"]
+    assert ce["Recommends"] == ["apparmor", "ca-certificates", "git", "pigz", "procps", "xz-utils"]
+    assert ce["Suggests"] == ["cgroupfs-mount | cgroup-lite"]
+    assert ce["Conflicts"] == ["docker.io"]
+    assert ce["Replaces"] == ["docker-ce-cli (<< 5:28.0.0)"]
+    cli = relations(packages["docker-ce-cli"])
+    assert cli["Recommends"] == ["docker-buildx-plugin", "docker-compose-plugin"]
+    assert set(cli["Conflicts"]) == {"docker.io", "docker-cli"}
+    assert cli["Replaces"] == cli["Breaks"] == ["docker-ce (<< 5:0)"]
+    buildx = relations(packages["docker-buildx-plugin"])
+    assert buildx == {"Enhances": ["docker-ce-cli"], "Replaces": ["docker-ce-cli"]}
+    compose = relations(packages["docker-compose-plugin"])
+    assert compose == {"Enhances": ["docker-ce-cli"], "Recommends": ["docker-buildx-plugin (>= 0.17.0)"]}
+    ctd = relations(packages["containerd.io"])
+    assert ctd == {"Provides": ["containerd", "runc"], "Conflicts": ["containerd", "runc"], "Replaces": ["containerd", "runc"]}
+    named = {re.split(r"[ (]", item)[0] for p in packages.values() for items in relations(p).values() for item in items}
+    assert not named & {"docker-ce-rootless-extras", "docker-model-plugin", "docker-engine", "docker"}, named
+
+
+def test_containerd_io_carries_containerd_2s_programs_and_runc() -> None:
+    """containerd 2.x has no containerd-shim and containerd-shim-runc-v1; containerd-packaging leaves out
+    containerd-stress. Every program of the containerd and runc components is in containerd.io, and nothing else."""
+    ctd = shipped_packages()["containerd.io"]
+    programs = {f.to: f.binary for f in ctd.files if f.binary}
+    built = {b.name for name in ("containerd", "runc") for b in CONFIG.component(name).binaries}
+    assert set(programs.values()) == built == {"containerd", "containerd-shim-runc-v2", "ctr", "runc"}
+    assert all(to == f"/usr/bin/{binary}" for to, binary in programs.items())
+    (conffile,) = [f for f in ctd.files if f.conffile]
+    assert (conffile.file, conffile.to) == ("containerd.io/config.toml", "/etc/containerd/config.toml")
+
+
+# What the containerd 2.x config reads at its top level (cmd/containerd/server/config Config); anything else is
+# an "unknown key" that containerd warns about and ignores.
+CONTAINERD_KEYS = {
+    "version", "root", "state", "temp", "debug", "disabled_plugins", "required_plugins", "plugins", "oom_score", "cgroup",
+    "proxy_plugins", "timeouts", "imports", "stream_processors", "grpc", "ttrpc", "metrics",
+}
+
+
+def test_containerd_conffile_is_version_3_with_the_cri_off() -> None:
+    text = CONFFILE.read_text(encoding="utf-8")
+    config = tomllib.loads(text)
+    assert config["version"] == 3, "the version every containerd 2.x reads (2.3 and later migrate it in memory)"
+    assert config["disabled_plugins"] == [
+        "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",
+        "io.containerd.podsandbox.controller.v1.podsandbox",
+    ]
+    assert set(config) <= CONTAINERD_KEYS
+    # The commented defaults, uncommented, are settings containerd knows: a user who enables one gets no warning.
+    settings = text[text.index("\n#root"):]
+    uncommented = tomllib.loads(re.sub(r"(?m)^#", "", settings))
+    assert set(uncommented) <= CONTAINERD_KEYS and {"root", "grpc", "debug"} <= set(uncommented), uncommented
+    assert all(line.startswith("#") or not line.strip() for line in settings.splitlines())
+
+
+def test_changelog_names_the_release_and_what_each_package_carries() -> None:
+    packages = shipped_packages()
+    for package in packages.values():
+        version = package_version(package, CONFIG, CONFIG.packaging)
+        entry = _changelog(package, version, CONFIG, CONFIG.packaging)
+        assert entry.startswith(f"{package.source} ({version}) bookworm; urgency=medium\n"), entry
+        assert f"Docker {CONFIG.release.version} built for i386 by dock32." in entry, entry
+        assert all(len(line) <= 80 for line in entry.splitlines()), "lintian: changelog lines within 80 columns"
+    ctd = _changelog(packages["containerd.io"], "x", CONFIG, CONFIG.packaging)
+    assert f"  * Upstream: containerd {upstream('containerd')}, runc {upstream('runc')}.\n" in ctd, ctd
+    plugin = _changelog(packages["docker-compose-plugin"], "x", CONFIG, CONFIG.packaging)
+    assert f"  * Upstream: compose {upstream('compose')}.\n" in plugin, plugin
+    ce = _changelog(packages["docker-ce"], "x", CONFIG, CONFIG.packaging)
+    assert f"  * Upstream: engine {upstream('engine')}, tini {upstream('tini')}.\n" in ce, ce
 
 
 def test_other_distros_change_suffix_and_unit_folder() -> None:
     trixie = dataclasses.replace(CONFIG.packaging, distro_name="debian-13")
-    ce = next(p for p in load_packages(ROOT / "packaging" / "packages.yaml", CONFIG) if p.name == "docker-ce")
-    assert package_version(ce, CONFIG, trixie) == "5:28.5.2-1~debian.13~trixie"
+    ce = shipped_packages()["docker-ce"]
+    assert package_version(ce, CONFIG, trixie) == f"5:{upstream('engine')}-1~debian.13~trixie"
     assert DISTROS["debian-13"].unitdir == "/usr/lib/systemd/system"
     assert DISTROS["debian-12"].unitdir == "/lib/systemd/system"
     assert DISTROS["ubuntu-24.04"].version_suffix(1) == "-1~ubuntu.24.04~noble"
@@ -42,8 +146,8 @@ def test_revision_goes_into_every_version(tmp_path: Path) -> None:
     path.write_text(text)
     config = load_config(path)
     assert config.packaging.revision == 3
-    ce = next(p for p in load_packages(ROOT / "packaging" / "packages.yaml", config) if p.name == "docker-ce")
-    assert package_version(ce, config, config.packaging) == "5:28.5.2-3~debian.12~bookworm"
+    ce = shipped_packages(config)["docker-ce"]
+    assert package_version(ce, config, config.packaging) == f"5:{upstream('engine')}-3~debian.12~bookworm"
     for bad in ("0", "two", "1.5"):
         path.write_text(text.replace("revision: 3", f"revision: {bad}"))
         with pytest.raises(ConfigError, match=r"buildcfg.yaml:\d+: packaging.revision: expected a whole number from 1 up"):
@@ -109,5 +213,5 @@ def test_bad_maintainer_in_buildcfg(tmp_path: Path) -> None:
 def test_a_softfloat_build_says_so_in_every_version() -> None:
     softfloat = dataclasses.replace(CONFIG, go386="softfloat")
     packages = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", softfloat)}
-    assert package_version(packages["docker-ce"], softfloat, softfloat.packaging) == "5:28.5.2-1~debian.12~bookworm~softfloat"
-    assert package_version(packages["containerd.io"], softfloat, softfloat.packaging) == "1.7.28-1~debian.12~bookworm~softfloat"
+    assert package_version(packages["docker-ce"], softfloat, softfloat.packaging) == f"5:{upstream('engine')}-1~debian.12~bookworm~softfloat"
+    assert package_version(packages["containerd.io"], softfloat, softfloat.packaging) == f"{upstream('containerd')}-1~debian.12~bookworm~softfloat"
