@@ -85,7 +85,14 @@ def plan_build(
             name=None,
             doc="Write build/<target>/manifest.json: every binary's hash, versions, go version -m and sources",
             action=functools.partial(build.write_manifest, config, settings, layout),
-            file_dep=(*compile_targets, layout.toolchain_record, *(layout.source_record(c.name) for c in config.components)),
+            # The prepared stamps too: the manifest records each tree's patches, and a patch that changes only
+            # comments or tests gives the same binaries.
+            file_dep=(
+                *compile_targets,
+                layout.toolchain_record,
+                *(layout.source_record(c.name) for c in config.components),
+                *(layout.prepared_stamp(c.name) for c in config.components),
+            ),
             targets=(layout.manifest,),
             config={"release": _as_data(config.release), "target": config.target, "format": build.MANIFEST_FORMAT},
         )

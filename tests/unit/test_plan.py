@@ -35,6 +35,15 @@ def test_every_binary_has_a_compile_task_writing_build_target_bin(planned) -> No
     assert tasks["build"].task_dep == ("manifest",)
 
 
+def test_the_manifest_follows_the_patched_trees(planned) -> None:  # type: ignore[no-untyped-def]
+    """The manifest records each tree's patches: a patch that changes only comments or tests leaves every binary
+    as it was, and the manifest must still be written again."""
+    config, settings, tasks = planned
+    stamps = {t.targets[0] for name, t in tasks.items() if name.startswith("source:")}
+    assert len(stamps) == len(config.components)
+    assert stamps <= set(tasks["manifest"].file_dep)
+
+
 def test_compile_depends_on_its_own_component_only(planned) -> None:  # type: ignore[no-untyped-def]
     _, settings, tasks = planned
     dockerd = tasks["compile:dockerd"]
