@@ -30,8 +30,6 @@ from dock32.verify import I386_IMAGE, REGISTRY_CONFIG, Sandbox, ScenarioResult, 
 VOLUME = "dock32-upgrade-data"
 CONTAINER = "dock32-upgrade-keeps"
 VOLUME_TEXT = "written before the upgrade"
-# apt reads only our repository: the namespace has no network for the Debian archive.
-ONLY_OURS = ["-o", "Dir::Etc::SourceList=/etc/apt/sources.list.d/dock32.list", "-o", "Dir::Etc::SourceParts=-", "-o", "APT::Get::List-Cleanup=0"]
 
 
 def previous_release(folder: Path) -> tuple[str, list[str]]:
@@ -118,8 +116,10 @@ def _steps(sandbox: Sandbox, old_release: str, new_release: str, names: list[str
 
     def apt_upgrades() -> str:
         (sandbox.root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text("deb [trusted=yes] file:/srv/dock32 ./\n")
-        sandbox.exec(["apt-get", "update", "-q", *ONLY_OURS])
-        sandbox.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", *names])
+        # From outside the daemons' namespace, which has no network: a new release may depend on packages the
+        # earlier one did not (29.x's docker-ce on nftables), and apt fetches them from Debian as on a user's box.
+        chroot_run(sandbox.root, ["apt-get", "update", "-q"], sandbox.log, "apt-get update")
+        chroot_run(sandbox.root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names], sandbox.log, "apt-get upgrade to this build")
         installed = sandbox.exec(["dpkg-query", "-W", "-f=${Version}\\n", *names]).stdout.split()
         assert sorted(installed) == sorted(versions), f"after the upgrade: {installed}, expected {versions}"
         return f"apt-get upgraded {len(names)} packages to {', '.join(sorted(set(versions)))}"
