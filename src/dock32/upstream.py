@@ -8,7 +8,9 @@ and so does a listed test that passes ("FIXED?"), so the list stays true.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,15 +20,19 @@ from dock32.build import go_build_env
 from dock32.config import BuildConfig, GoModuleSource
 from dock32.errors import BuildError
 from dock32.layout import Layout
-from dock32.run import capture, stream
+from dock32.run import capture, run, stream
 from dock32.settings import Settings
 from dock32.toolchain import ResolvedToolchain
 from dock32.yamlsrc import Node, load_yaml
 
 # A package's own failure (it does not build, or it fails outside any test) is listed under this name.
 PACKAGE_LEVEL = "(package)"
+# A failing test that `flaky` names runs again, alone, up to this many times: hack/test/unit's gotestsum --rerun-fails=4.
+FLAKY_RERUNS = 4
 _PATTERN = re.compile(r"^\./[A-Za-z0-9_./-]*$")
 _TEST_NAME = re.compile(r"^(Test\w+(/\S+)?|\(package\))$")
+_BUILD_TAG = re.compile(r"^[A-Za-z0-9_.]+$")
+_KEYS = ("packages", "exclude", "sequential", "tags", "flaky", "on_path", "timeout_minutes", "known_failures", "environment_failures")
 
 
 @dataclass(frozen=True)
@@ -38,13 +44,29 @@ class UpstreamSuite:
     known_failures: dict[tuple[str, str], str]  # (import path, test name) -> reason; must fail
     # Failures that depend on the machine (no internet, fewer capabilities): may fail or pass.
     environment_failures: dict[tuple[str, str], str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # build tags, as upstream's test target passes them (moby: netgo journald)
+    # Patterns whose packages cannot be tested beside each other (moby's libnetwork: they all use iptables): they run
+    # after the rest, in a `go test -p=1` of their own.
+    sequential: tuple[str, ...] = ()
+    flaky: str | None = None  # regexp of top-level test names that, when they fail, run again up to FLAKY_RERUNS times
+    # Commands of the tree (./cmd/docker-proxy) that the tests run from PATH: built first, for the target, as
+    # hack/test/unit installs docker-proxy.
+    on_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GoTestRun:
+    """One `go test` of a suite; a suite is one or more (the packages that must run one at a time, reruns)."""
+
+    name: str  # main, sequential, rerun-<n>
+    argv: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Outcome:
     package: str
     test: str
-    status: str  # FAIL, known-failure, environment (a failure this machine causes), FIXED?
+    status: str  # FAIL, known-failure, environment (a failure this machine causes), FIXED?, flaky (passed when run again)
     detail: str
 
 
@@ -58,18 +80,47 @@ def load_upstream_suites(path: Path, config: BuildConfig) -> tuple[UpstreamSuite
             raise node.error(f"no component {name!r} in buildcfg.yaml", hint=f"components: {', '.join(components)}")
         if not isinstance(components[name].source, GoModuleSource):
             raise node.error(f"{name} is not a Go module: its tests are not Go tests")
-        fields = node.mapping(allowed=("packages", "exclude", "timeout_minutes", "known_failures", "environment_failures"), required=("packages",))
-        patterns = fields["packages"].sequence()
-        excluded = fields["exclude"].sequence() if "exclude" in fields else []
-        for pattern in [*patterns, *excluded]:
-            if not _PATTERN.match(pattern.string("./...")):
-                raise pattern.error(f"expected a package pattern inside the tree like './...', got {pattern.value!r}")
+        fields = node.mapping(allowed=_KEYS, required=("packages",))
+        patterns, excluded, sequential, on_path = (
+            _patterns(fields[key]) if key in fields else () for key in ("packages", "exclude", "sequential", "on_path")
+        )
         timeout = fields["timeout_minutes"].value if "timeout_minutes" in fields else 30
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise fields["timeout_minutes"].error(f"expected a whole number of minutes, got {timeout!r}")
         known, environment = (_failure_list(fields[key]) if key in fields else {} for key in ("known_failures", "environment_failures"))
-        suites.append(UpstreamSuite(name, tuple(p.string() for p in patterns), tuple(p.string() for p in excluded), timeout, known, environment))
+        suites.append(
+            UpstreamSuite(
+                name, patterns, excluded, timeout, known, environment,
+                tags=_tags(fields["tags"]) if "tags" in fields else (),
+                sequential=sequential,
+                flaky=_regexp(fields["flaky"]) if "flaky" in fields else None,
+                on_path=on_path,
+            )
+        )
     return tuple(suites)
+
+
+def _patterns(node: Node) -> tuple[str, ...]:
+    for pattern in node.sequence():
+        if not _PATTERN.match(pattern.string("./...")):
+            raise pattern.error(f"expected a package pattern inside the tree like './...', got {pattern.value!r}")
+    return node.strings()
+
+
+def _tags(node: Node) -> tuple[str, ...]:
+    for tag in node.sequence():
+        if not _BUILD_TAG.match(tag.string("netgo")):
+            raise tag.error(f"expected a build tag like 'netgo' (letters, digits, '_' and '.'), got {tag.value!r}")
+    return node.strings()
+
+
+def _regexp(node: Node) -> str:
+    text = node.string("TestFlaky.*")
+    try:
+        re.compile(text)
+    except re.error as error:
+        raise node.error(f"expected a regular expression of test names like 'TestFlaky.*': {error}") from None
+    return text
 
 
 def _failure_list(node: Node) -> dict[tuple[str, str], str]:
@@ -173,60 +224,156 @@ def classify(
     return outcomes
 
 
+def go_test_runs(suite: UpstreamSuite, go: str, flags: list[str], packages: list[str], one_at_a_time: set[str]) -> list[GoTestRun]:
+    """The suite's `go test` commands: its packages together, then those that must run one at a time (-p=1)."""
+    common = (go, "test", "-json", "-count=1", f"-timeout={suite.timeout_minutes}m", *flags)
+    together = [p for p in packages if p not in one_at_a_time]
+    alone = [p for p in packages if p in one_at_a_time]
+    runs = [GoTestRun("main", (*common, *together))] if together else []
+    if alone:
+        runs.append(GoTestRun("sequential", (*common, "-p=1", *alone)))
+    return runs
+
+
+def on_path_build(go: str, flags: list[str], commands: tuple[str, ...], bin_dir: Path) -> tuple[str, ...]:
+    """The `go build` of the commands the tests find on PATH, into bin_dir, with the tests' own flags and tags."""
+    return (go, "build", *flags, "-o", f"{bin_dir}/", *commands)
+
+
+def flaky_failures(failed: dict[tuple[str, str], str], pattern: str | None) -> dict[str, set[str]]:
+    """package -> the top-level tests that failed and that the suite's flaky pattern names (matched as go test -run does)."""
+    tests: dict[str, set[str]] = {}
+    for package, test in failed:
+        top = test.split("/", 1)[0]
+        if pattern is not None and test != PACKAGE_LEVEL and re.search(pattern, top):
+            tests.setdefault(package, set()).add(top)
+    return tests
+
+
+def rerun(suite: UpstreamSuite, go: str, flags: list[str], tests: dict[str, set[str]], attempt: int) -> GoTestRun:
+    """The flaky tests that failed, again, one package at a time, as hack/test/unit reruns libnetwork's TestFlaky* tests."""
+    names = sorted({name for names in tests.values() for name in names})
+    argv = (go, "test", "-json", "-count=1", f"-timeout={suite.timeout_minutes}m", *flags, "-p=1", f"-run=^({'|'.join(names)})$", *sorted(tests))
+    return GoTestRun(f"rerun-{attempt}", argv)
+
+
+def passed_tests(lines: list[str]) -> set[tuple[str, str]]:
+    """The (package, test) pairs that passed, in `go test -json` output."""
+    passed = set()
+    for line in lines:
+        if line.startswith("{") and '"pass"' in line:
+            event = json.loads(line)
+            if event.get("Action") == "pass" and event.get("Test"):
+                passed.add((event.get("Package", ""), event["Test"]))
+    return passed
+
+
 def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, layout: Layout) -> None:
     component = config.component(suite.component)
     source = component.source
     assert isinstance(source, GoModuleSource)
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
-    tree = layout.source_tree(component.name)
-    log = layout.log(f"test-upstream-{component.name}")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    modfile = [f"-modfile={source.modfile}"] if source.modfile else []
-    env = go_build_env(config, component, toolchain, settings)
-    packages = list(suite.packages)
-    if suite.exclude:
-        listed = capture([toolchain.go, "list", *modfile, *suite.packages], env=env, cwd=tree)
-        left_out = capture([toolchain.go, "list", *modfile, *suite.exclude], env=env, cwd=tree)
-        if listed.returncode != 0 or left_out.returncode != 0:
-            reason = (listed.stderr or left_out.stderr).strip()[-300:]
-            raise BuildError(f"go list failed in {component.name}: {reason}", hint="check the packages and exclude patterns in upstream-tests.yaml")
-        packages = sorted(set(listed.stdout.split()) - set(left_out.stdout.split()))
-    argv = [toolchain.go, "test", "-json", "-count=1", f"-timeout={suite.timeout_minutes}m", *modfile, *packages]
-    print(f"go test {' '.join(suite.packages)} in {component.name} for GOARCH={env['GOARCH']} (log: {log})", flush=True)
+    layout.log(f"test-upstream-{component.name}").parent.mkdir(parents=True, exist_ok=True)
+    flags = [*([f"-modfile={source.modfile}"] if source.modfile else []), *([f"-tags={','.join(suite.tags)}"] if suite.tags else [])]
+    go_test = _GoTest(component.name, go_build_env(config, component, toolchain, settings), layout.source_tree(component.name), layout)
+    packages, one_at_a_time = list(suite.packages), set()
+    if suite.exclude or suite.sequential:
+        packages = sorted(go_test.listed(toolchain.go, flags, suite.packages) - go_test.listed(toolchain.go, flags, suite.exclude))
+        one_at_a_time = go_test.listed(toolchain.go, flags, suite.sequential)
     start = time.monotonic()
-    lines: list[str] = []
-
-    def on_line(line: str) -> None:
-        lines.append(line)
-        _show_progress(line)
-
-    returncode = stream(argv, log=log, on_line=on_line, env=env, cwd=tree)
-    failed, passed, skipped = failures_from_go_test_json(lines)
-    per_package = package_results(lines)
-    ran_packages = set(per_package)
-    outcomes = classify(failed, suite.known_failures, ran_packages, suite.environment_failures)
+    # A .partial name: what a killed run leaves here, the next run's sweep removes.
+    with tempfile.TemporaryDirectory(prefix=f"test-upstream-{component.name}.", suffix=".partial", dir=layout.target_dir) as bin_dir:
+        if suite.on_path:
+            log = layout.log(f"test-upstream-{component.name}-on-path")
+            log.unlink(missing_ok=True)
+            what = f"build {', '.join(suite.on_path)} for {component.name}'s tests"
+            run(on_path_build(toolchain.go, flags, suite.on_path, Path(bin_dir)), log=log, env=go_test.env, cwd=go_test.tree, what=what)
+            go_test.env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", os.defpath)])
+        lines: list[str] = []
+        for planned in go_test_runs(suite, toolchain.go, flags, packages, one_at_a_time):
+            lines += go_test.checked(planned)
+        failed, passed, skipped = failures_from_go_test_json(lines)
+        per_package = package_results(lines)
+        recovered: dict[tuple[str, str], int] = {}
+        for attempt in range(1, FLAKY_RERUNS + 1):
+            pending = flaky_failures(failed, suite.flaky)
+            if not pending:
+                break
+            passing = passed_tests(go_test(rerun(suite, toolchain.go, flags, pending, attempt))[1])
+            for package, tests in pending.items():
+                for test in tests & {t for p, t in passing if p == package}:
+                    recovered[(package, test)] = attempt
+                    for key in [k for k in failed if k[0] == package and (k[1] == test or k[1].startswith(test + "/"))]:
+                        del failed[key]
+                    passed += 1
+                if per_package.get(package) == "fail" and not any(p == package for p, _ in failed):
+                    per_package[package] = "pass"
+    outcomes = classify(failed, suite.known_failures, set(per_package), suite.environment_failures)
+    outcomes += [Outcome(p, t, "flaky", f"failed {n} time(s), then passed") for (p, t), n in sorted(recovered.items())]
     seconds = round(time.monotonic() - start, 1)
     for o in outcomes:
         print(f"{o.status:>13}  {o.package} {o.test}: {o.detail}")
     known = sum(o.status in ("known-failure", "environment") for o in outcomes)
     print(f"{component.name}: {passed} passed, {skipped} skipped, {len(failed)} failed ({known} listed) in {seconds} s")
     report = {
-        "component": component.name, "goarch": env["GOARCH"], "patterns": list(suite.packages), "seconds": seconds,
-        "passed": passed, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes], "packages": per_package,
+        "component": component.name, "goarch": go_test.env["GOARCH"], "patterns": list(suite.packages), "tags": list(suite.tags),
+        "seconds": seconds, "passed": passed, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes], "packages": per_package,
     }
-    atomic.write_text(layout.target_dir / f"upstream-tests-{component.name}.json", json.dumps(report, indent=2) + "\n")
+    results = layout.target_dir / f"upstream-tests-{component.name}.json"
+    atomic.write_text(results, json.dumps(report, indent=2) + "\n")
     bad = [o for o in outcomes if o.status in ("FAIL", "FIXED?")]
-    if not any(line.startswith("{") for line in lines) and returncode != 0:
-        raise BuildError(f"go test did not run in {component.name} (exit {returncode}): {lines[-1].strip() if lines else ''}", hint=f"see {log}")
-    if returncode < 0 or (returncode != 0 and not failed):
-        # Killed (the OOM killer, a timeout) or failed outside any package: what did not run is unknown.
-        raise BuildError(f"go test in {component.name} ended with exit code {returncode} without reporting the failure", hint=f"see {log}")
     if bad:
         names = ", ".join(f"{o.package.rsplit('/', 1)[-1]}.{o.test}" for o in bad[:6]) + (" ..." if len(bad) > 6 else "")
         raise BuildError(
             f"{component.name}: {len(bad)} upstream test results not on the known list: {names}",
-            hint=f"details in {layout.target_dir / f'upstream-tests-{component.name}.json'} and {log}",
+            hint=f"details in {results} and {', '.join(str(log) for log in go_test.logs)}",
         )
+
+
+class _GoTest:
+    """Runs a suite's go commands in the component's tree, with one environment, each `go test` into its own log."""
+
+    def __init__(self, component: str, env: dict[str, str], tree: Path, layout: Layout) -> None:
+        self.component, self.env, self.tree, self.layout = component, env, tree, layout
+        self.logs: list[Path] = []
+
+    def listed(self, go: str, flags: list[str], patterns: tuple[str, ...]) -> set[str]:
+        if not patterns:
+            return set()
+        result = capture([go, "list", *flags, *patterns], env=self.env, cwd=self.tree)
+        if result.returncode != 0:
+            raise BuildError(
+                f"go list failed in {self.component}: {result.stderr.strip()[-300:]}",
+                hint="check the packages, exclude and sequential patterns in upstream-tests.yaml",
+            )
+        return set(result.stdout.split())
+
+    def __call__(self, planned: GoTestRun) -> tuple[int, list[str]]:
+        """The run's exit code and output lines."""
+        log = self.layout.log(f"test-upstream-{self.component}" + ("" if planned.name == "main" else f"-{planned.name}"))
+        self.logs.append(log)
+        packages = [a for a in planned.argv[2:] if not a.startswith("-")]
+        shown = " ".join(packages) if len(packages) <= 3 else f"{len(packages)} packages"
+        print(f"go test {shown} in {self.component} ({planned.name}) for GOARCH={self.env['GOARCH']} (log: {log})", flush=True)
+        lines: list[str] = []
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+            _show_progress(line)
+
+        return stream(list(planned.argv), log=log, on_line=on_line, env=self.env, cwd=self.tree), lines
+
+    def checked(self, planned: GoTestRun) -> list[str]:
+        """The run's output lines; an error if it did not run, or failed without saying which package failed."""
+        returncode, lines = self(planned)
+        if not any(line.startswith("{") for line in lines) and returncode != 0:
+            raise BuildError(
+                f"go test did not run in {self.component} (exit {returncode}): {lines[-1].strip() if lines else ''}", hint=f"see {self.logs[-1]}"
+            )
+        if returncode < 0 or (returncode != 0 and not failures_from_go_test_json(lines)[0]):
+            # Killed (the OOM killer, a timeout) or failed outside any package: what did not run is unknown.
+            raise BuildError(f"go test in {self.component} ended with exit code {returncode} without reporting the failure", hint=f"see {self.logs[-1]}")
+        return lines
 
 
 def _show_progress(line: str) -> None:
