@@ -24,6 +24,8 @@ OVERRIDES_SOURCE = "DOCK32_SET"
 STRATEGIES = ("native32", "multiarch64")
 GO386_MODES = ("sse2", "softfloat")
 LDFLAG_FIELDS = ("version", "commit", "build_time")
+# The platforms of golang.org/toolchain modules that toolchains/go.yaml may pin.
+GO_PLATFORMS = ("linux-amd64", "linux-386")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class BuildConfig:
 class GoToolchainPin:
     version: str
     sums: dict[str, str]  # "linux-amd64" -> h1: hash of golang.org/toolchain's module
+    # A step of the bootstrap chain only: where the pinned Go is built from source and no Go here is new enough to
+    # bootstrap it, this Go is built first (from its source) to bootstrap the next (README: "Building on the 32-bit box").
+    bootstrap: bool = False
 
 
 @dataclass(frozen=True)
@@ -368,8 +373,15 @@ def load_toolchains(directory: Path) -> Toolchains:
     for version, node in go_root["go"].mapping().items():
         if not _GO_VERSION.fullmatch(version):
             raise node.error("keys are Go versions like '1.24.9'")
-        sums = {platform: _matching(sum_node, _GO_SUM, "h1:...=") for platform, sum_node in node.mapping(allowed=("linux-amd64", "linux-386")).items()}
-        pins[version] = GoToolchainPin(version=version, sums=sums)
+        fields = node.mapping(allowed=(*GO_PLATFORMS, "bootstrap"))
+        sums = {platform: _matching(sum_node, _GO_SUM, "h1:...=") for platform, sum_node in fields.items() if platform in GO_PLATFORMS}
+        bootstrap = fields["bootstrap"].boolean() if "bootstrap" in fields else False
+        if bootstrap and not sums:
+            raise fields["bootstrap"].error(
+                "a bootstrap step is built from the source in a golang.org/toolchain module: it needs that module's h1:",
+                hint=f"add linux-amd64: \"h1:...\" (the sum of golang.org/toolchain@v0.0.1-go{version}.linux-amd64)",
+            )
+        pins[version] = GoToolchainPin(version=version, sums=sums, bootstrap=bootstrap)
     c_root = load_yaml(directory / "c.yaml").mapping(allowed=("c",), required=("c",))
     c_toolchains = []
     for node in c_root["c"].mapping().values():

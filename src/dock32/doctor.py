@@ -10,7 +10,7 @@ from dock32.config import load_config, load_toolchains
 from dock32.errors import ToolchainError
 from dock32.hostsetup import missing_packages
 from dock32.settings import Settings
-from dock32.toolchain import bootstrap_go_setup, c_toolchain_for, check_c, find_bootstrap_go, go_version_of, install_command, likely_bootstrap_minimum
+from dock32.toolchain import bootstrap_go_setup, c_toolchain_for, check_c, go_version_of, install_command, plan_go_here
 
 
 def report(config_path: Path, settings: Settings) -> None:
@@ -35,14 +35,22 @@ def report(config_path: Path, settings: Settings) -> None:
         if pin is not None and platform in pin.sums:
             detail = f"{version}; {wanted} will be provisioned through GOPROXY"
         elif pin is not None and pin.sums:
-            bootstrap = find_bootstrap_go(likely_bootstrap_minimum(config.go_version))
-            ok = bootstrap is not None
-            if bootstrap is not None:
-                detail = f"{version}; no module pinned for {platform}: {wanted} will be built from source with {bootstrap[1]}"
-            else:
-                detail = f"{version}; no module pinned for {platform}: building {wanted} from source needs a newer Go to bootstrap"
+            try:
+                chain = plan_go_here(config.go_version, toolchains, build, settings)
+            except ToolchainError as exc:
+                ok = False
+                detail = f"{version}; no module pinned for {platform}: {exc.message}"
                 packages, suite = bootstrap_go_setup(config, toolchains, build)
-                fixes.append(f"apt-get install -y {f'-t {suite} ' if suite else ''}{' '.join(packages)}" + (f"   # `make setup` adds {suite}" if suite else ""))
+                if packages:
+                    install = f"apt-get install -y {f'-t {suite} ' if suite else ''}{' '.join(packages)}"
+                    fixes.append(install + (f"   # `make setup` adds {suite}" if suite else ""))
+                else:
+                    fixes.append(f"# {exc.hint}")
+            else:
+                if chain.steps:
+                    detail = f"{version}; no module pinned for {platform}: {wanted} will be built from source, once (cached): {chain.describe()}"
+                else:
+                    detail = f"{version}; no module pinned for {platform}: {wanted}, built from source before (cached: {chain.start.origin})"
         else:
             detail = f"{version}; no pin for {wanted}: the build falls back to {version}"
         rows.append(("go", ok, detail))

@@ -36,9 +36,10 @@ def setup_host(project_dir: Path, tests: bool = False) -> None:
     toolchains = load_toolchains(project_dir / "toolchains")
     build = build_machine_arch()
     c_toolchains = [c_toolchain_for(toolchains, build, config.host_arch), *(t for t in toolchains.c if t.build is build and t.host is not config.host_arch)]
-    # Where no Go toolchain module is pinned for this machine (i386), the build makes the pinned Go from source with
-    # the machine's Go, which must be new enough: Debian 12's golang-go from bookworm-backports (an upgrade, so asked for
-    # with -t even when an older golang-go is installed).
+    # Where no Go toolchain module is pinned for this machine (i386), the build makes the pinned Go from source,
+    # bootstrapped by the machine's Go through the bootstrap steps of toolchains/go.yaml; the machine's Go must start
+    # that chain: Debian 12's golang-go from bookworm-backports (1.23, which builds the step Go 1.24.9; an upgrade, so
+    # asked for with -t even when an older golang-go is installed).
     bootstrap, suite = bootstrap_go_setup(config, toolchains, build)
     go = () if shutil.which("go") or bootstrap else ("golang-go",)
     wanted = tuple(dict.fromkeys(p for t in c_toolchains for p in t.apt_packages)) + toolchains.host_packages + go

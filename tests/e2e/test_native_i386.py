@@ -9,9 +9,10 @@ Packages and Release.
 
 The root gets this checkout's files (the working tree, as the release build used them), the machine's CA bundle
 and resolv.conf. It shares two folders of the dock32 cache: the Go modules (verified content, to save the
-downloads) and the Go toolchains (the linux-386 Go built from source, a few minutes once). Its Go build cache is
-its own: a release toolchain's compile actions do not depend on the machine it runs on, so a shared cache would hand
-the native build the cross build's objects and it would only link."""
+downloads) and the Go toolchains (the linux-386 Gos of the bootstrap chain, built from source once: Debian 12's
+Go 1.23 builds the bootstrap step of toolchains/go.yaml, which builds the pinned Go). Its Go build cache is its own: a
+release toolchain's compile actions do not depend on the machine it runs on, so a shared cache would hand the native
+build the cross build's objects and it would only link."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from typing import Any
 import pytest
 
 from dock32.arch import Arch, build_machine_arch
+from dock32.config import load_toolchains
 from dock32.rootfs import ensure_root, overlay
+from dock32.toolchain import LocalGo, plan_go_chain
 
 from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS
 
@@ -37,6 +40,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 FIRST_APT = ["make", "python3-venv"]
 # Files that say how the build was made, not what it made: they name the toolchains.
 RECORDS_THE_TOOLCHAIN = {"manifest.json", "SHA256SUMS"}
+# The Go `make setup` installs in the root: Debian 12's golang-go from bookworm-backports.
+BACKPORTS_GO = LocalGo(goroot="/usr/lib/go-1.23", version="go1.23.0")
 PROJECT_DIR = "/src/dock32"
 CACHE_DIR = "/root/.cache/dock32"
 
@@ -125,7 +130,11 @@ def test_native_build_in_a_setarch_i686_root_gives_the_same_debs(release_build: 
             native_bin = root / PROJECT_DIR.lstrip("/") / "build" / CONFIG.target / "bin"
             native_dist = root / PROJECT_DIR.lstrip("/") / "dist" / CONFIG.target
             toolchain = json.loads((native_dist / "manifest.json").read_text())["toolchain"]
+            assert toolchain["go"] == f"go{CONFIG.go_version}"
             assert toolchain["go_source"].startswith("source golang.org/toolchain@") and "built for linux-386" in toolchain["go_source"]
+            # Built through the bootstrap chain the shipped pins give from Debian 12's Go, each step named in the record.
+            chain = plan_go_chain(CONFIG.go_version, load_toolchains(ROOT / "toolchains").go, [BACKPORTS_GO], Arch.I386)
+            assert [step.source.ref for step in chain.steps if step.source.ref not in toolchain["go_source"]] == []
             assert toolchain["cc"].startswith("gcc ")
 
             assert sorted(p.name for p in native_bin.iterdir()) == sorted(p.name for p in BIN.iterdir())

@@ -20,12 +20,22 @@ def test_the_minimum_is_read_from_make_bash(tmp_path: Path) -> None:
 
 
 def test_the_likely_minimum_before_the_source_is_here() -> None:
+    # Go's rule (go.dev/doc/install/source): Go 1.N needs Go 1.M, M = N-2 rounded down to even; the point release is
+    # the one make.bash names (bootgo=1.22.6 in Go 1.24.9, bootgo=1.24.6 in Go 1.26.8).
     assert likely_bootstrap_minimum("1.24.9") == (1, 22, 6)
+    assert likely_bootstrap_minimum("1.25.3") == (1, 22, 6)
     assert likely_bootstrap_minimum("1.26") == (1, 24, 6)
+    assert likely_bootstrap_minimum("1.26.8") == (1, 24, 6)
+    assert likely_bootstrap_minimum("1.27.0") == (1, 24, 6)
+    assert likely_bootstrap_minimum("1.28.1") == (1, 26, 6)
+    assert likely_bootstrap_minimum("1.22.0") == likely_bootstrap_minimum("1.23.5") == (1, 20, 6)
+    assert likely_bootstrap_minimum("1.21.13") == (1, 17, 13)
+    assert likely_bootstrap_minimum("1.19.8") == (1, 4)
 
 
 def test_bookworm_takes_its_go_from_backports() -> None:
-    # bookworm's golang-go is 1.19; bookworm-backports' (1.23) can bootstrap Go 1.24 (1.22.6 and later).
+    # bookworm's golang-go is 1.19; bookworm-backports' (1.23) can bootstrap Go 1.24 (1.22.6 and later), the first
+    # step of the chain to the pinned Go.
     assert BOOTSTRAP_GO_PACKAGES["bookworm"] == ("golang-go", "bookworm-backports")
 
 
