@@ -181,30 +181,24 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                 config={"format": sbom_module.SBOM_FORMAT, "tool": sbom_module.TOOL_VERSION, "packaging": _as_data(packaging), "release": config.release.epoch},
             )
         )
-    tasks.append(
-        PlannedTask(
-            basename="verify",
-            name=None,
-            doc="Install the .debs into a clean Debian root, start the daemons from it and run real containers",
-            action=functools.partial(verify_module.verify, config, packages, settings, layout),
-            file_dep=(*debs, layout.dist_dir / "Packages"),
-            targets=(layout.target_dir / "verify.json",),
-            task_dep=("repository",),
-            always_run=True,
-        )
+    # Checks of the installed packages, run only when asked for: each needs the repository and writes its report.
+    checks = (
+        ("verify", "Install the .debs into a clean Debian root, start the daemons from it and run real containers", verify_module.verify),
+        ("verify-upgrade", "Install an earlier release's .debs (--from DIR), make state, upgrade to these and check it is all kept", upgrade.verify_upgrade),
     )
-    tasks.append(
-        PlannedTask(
-            basename="verify-upgrade",
-            name=None,
-            doc="Install an earlier release's .debs (--from DIR), make state, upgrade to these and check it is all kept",
-            action=functools.partial(upgrade.verify_upgrade, config, packages, settings, layout),
-            file_dep=(*debs, layout.dist_dir / "Packages"),
-            targets=(layout.target_dir / "verify-upgrade.json",),
-            task_dep=("repository",),
-            always_run=True,
+    for basename, doc, check in checks:
+        tasks.append(
+            PlannedTask(
+                basename=basename,
+                name=None,
+                doc=doc,
+                action=functools.partial(check, config, packages, settings, layout),
+                file_dep=(*debs, layout.dist_dir / "Packages"),
+                targets=(layout.target_dir / f"{basename}.json",),
+                task_dep=("repository",),
+                always_run=True,
+            )
         )
-    )
     index_files: tuple[str, ...] = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")
     if packaging.gpg_key:
         index_files += (*signing.SIGNATURES, signing.KEYRING)
