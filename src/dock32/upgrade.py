@@ -38,23 +38,23 @@ def previous_release(folder: Path) -> tuple[str, list[str]]:
     for needed in (manifest, index):
         if not needed.is_file():
             raise ConfigError(
-                f"verify-upgrade: {needed} does not exist", hint="--from (DOCK32_UPGRADE_FROM) names the dist/<target> folder of an earlier release's build"
+                f"{needed} does not exist", hint="--from (DOCK32_UPGRADE_FROM) names the dist/<target> folder of an earlier release's build"
             )
     try:
         release = str(json.loads(manifest.read_text(encoding="utf-8"))["release"])
     except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"verify-upgrade: {manifest} is not a dock32 build manifest (no release in it)") from None
+        raise ConfigError(f"{manifest} is not a dock32 build manifest (no release in it)") from None
     with index.open(encoding="utf-8") as stream:
         names = sorted({stanza["Package"] for stanza in deb822.Packages.iter_paragraphs(stream, use_apt_pkg=False) if "Package" in stanza})
     if not names:
-        raise ConfigError(f"verify-upgrade: {index} lists no packages")
+        raise ConfigError(f"{index} lists no packages")
     return release, names
 
 
 def verify_upgrade(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> None:
     if settings.upgrade_from is None:
         raise ConfigError(
-            "verify-upgrade: no earlier release to upgrade from",
+            "no earlier release to upgrade from",
             hint="run `dock32 verify-upgrade --from DIR` (or set DOCK32_UPGRADE_FROM) with DIR an earlier build's dist/<target> folder",
         )
     previous = settings.upgrade_from
