@@ -257,7 +257,8 @@ def test_a_server_that_never_answers_times_out(tmp_path: Path, monkeypatch: pyte
     local = settings(tmp_path)
     started = time.monotonic()
     assert failure_lines(ArchiveSource(urls=(url,), tree=tree), local) == [f"{url}: timed out after 0.3 s (after 2 tries)"]
-    assert time.monotonic() - started < 5
+    # Not a speed check: without the timeout, each of the two tries would wait out the default 30 s.
+    assert time.monotonic() - started < 30
     assert faults.count(f"silent/{name}") == 2
     assert_nothing_left(local)
 

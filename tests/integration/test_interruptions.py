@@ -68,6 +68,13 @@ def wait_for_holder(lock: Path, seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
+def paused_holding(build: subprocess.Popen[str], lock: Path) -> None:
+    """Once the build holds `lock`, stop it there (SIGSTOP keeps its lock), so that a second build meets a first
+    one still running however slowly the second starts on a loaded machine."""
+    wait_for_holder(lock)
+    build.send_signal(signal.SIGSTOP)
+
+
 def wait_for(path: Path, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
@@ -75,29 +82,44 @@ def wait_for(path: Path, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+# Kill points are moments in the build, not fractions of its time: the tiny build takes about a second, and a
+# process start-up that varies by a few hundred milliseconds made timed kills miss the build altogether.
+KILL_POINTS = {
+    "the toolchain is written, sources are being fetched": "native32-i386/toolchain.json",
+    "cmake is configuring cinit": "logs/native32-i386/compile-cinit.log",
+    "go build is compiling hello": "logs/native32-i386/compile-hello.log",
+    "one binary is in place, the other is being built": "native32-i386/bin/cinit",
+    "both binaries are in place, the manifest is being written": "native32-i386/bin/hello",
+}
+
+
+def kill_when(build: subprocess.Popen[str], path: Path, seconds: float = 120) -> None:
+    """SIGKILL the build as soon as `path` exists; no handler runs, no cleanup of ours."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert build.poll() is None, f"the build ended before {path.name} appeared: nothing was tested"
+        assert time.monotonic() < deadline, f"{path} did not appear within {seconds} s"
+        time.sleep(0.005)
+    assert build.poll() is None, f"the build ended as {path.name} appeared: nothing was tested"
+    build.kill()
+    build.communicate()
+
+
 def test_sigkill_at_several_points_then_the_next_build_finishes_with_the_same_outputs(tiny) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
     reference = run_dock32(root, "build", env=env)
     assert reference.returncode == 0, reference.stderr
     expected = outputs(root)
-    # The kills hit builds like this one: from an empty build folder with the cache filled.
-    subprocess.run(["rm", "-rf", str(root / "build")], check=True)
-    start = time.monotonic()
-    assert run_dock32(root, "build", env=env).returncode == 0
-    whole = time.monotonic() - start
-    for fraction in (0.1, 0.3, 0.5, 0.7, 0.85):
+    for moment, marker in KILL_POINTS.items():
+        # Each kill hits a build like the reference: from an empty build folder with the cache filled.
         subprocess.run(["rm", "-rf", str(root / "build")], check=True)
-        build = start_build(root, env)
-        time.sleep(whole * fraction)
-        assert build.poll() is None, f"the build ended before the kill at {fraction:.0%}: nothing was tested"
-        build.kill()  # SIGKILL: no handler runs, no cleanup of ours
-        build.communicate()
-        assert wait_until_gone(root) == [], f"still running after SIGKILL at {fraction:.0%}"
+        kill_when(start_build(root, env), root / "build" / marker)
+        assert wait_until_gone(root) == [], f"still running after SIGKILL when {moment}"
         rerun = run_dock32(root, "build", env=env)
-        assert rerun.returncode == 0, f"after SIGKILL at {fraction:.0%}: {rerun.stderr}"
+        assert rerun.returncode == 0, f"after SIGKILL when {moment}: {rerun.stderr}"
         assert "Traceback" not in rerun.stderr
-        assert outputs(root) == expected, f"after SIGKILL at {fraction:.0%}"
-        assert leftovers(root) == [], f"after SIGKILL at {fraction:.0%}"
+        assert outputs(root) == expected, f"after SIGKILL when {moment}"
+        assert leftovers(root) == [], f"after SIGKILL when {moment}"
 
 
 def test_sigterm_stops_the_running_commands_and_says_so(tiny) -> None:  # type: ignore[no-untyped-def]
@@ -138,14 +160,15 @@ def test_ctrl_c_twice_stops_at_once(tiny) -> None:  # type: ignore[no-untyped-de
 def test_a_second_build_in_the_same_workspace_is_refused_naming_the_first(tiny) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
     first = start_build(root, env)
-    wait_for_holder(root / "build" / ".lock")
+    paused_holding(first, root / "build" / ".lock")
     second = run_dock32(root, "build", env=env)
+    listing = run_dock32(root, "list", env=env)
+    first.send_signal(signal.SIGCONT)
     assert second.returncode == 6
     assert second.stderr.strip() == (
         f"error: another build is running in {root / 'build'} (pid {first.pid}) "
         "(hint: wait for it to finish or stop it; a build with its own DOCK32_BUILD_DIR and DOCK32_DIST_DIR can run beside it)"
     )
-    listing = run_dock32(root, "list", env=env)
     assert listing.returncode == 0, "reading the task list does not need the lock"
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
@@ -155,8 +178,9 @@ def test_a_second_build_in_the_same_workspace_is_refused_naming_the_first(tiny) 
 def test_a_second_build_writing_to_the_same_dist_folder_is_refused(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
     first = start_build(root, env)
-    wait_for_holder(root / "dist" / ".lock")
+    paused_holding(first, root / "dist" / ".lock")
     second = run_dock32(root, "build", env={**env, "DOCK32_BUILD_DIR": str(tmp_path / "own-build")})
+    first.send_signal(signal.SIGCONT)
     assert second.returncode == 6
     assert f"error: another build is writing its packages to {root / 'dist'} (pid {first.pid})" in second.stderr
     _, stderr = first.communicate(timeout=300)
