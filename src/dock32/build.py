@@ -137,7 +137,10 @@ def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedT
 
 def go_build_argv(config: BuildConfig, component: Component, binary: GoBinary, go: str, output: Path) -> list[str]:
     values = ldflag_values(config, component)
-    ldflags = " ".join(flag.format(**values) for flag in binary.ldflags)
+    # An empty Go build ID, as runc's own release build links (script/release_build.sh). The linker derives
+    # the ID from the build IDs of every compiled package, and some packages (buildkit's frontend/gateway/pb in
+    # buildx 0.37) get a different one on each cold compile of the same code, so two cold builds differed by it.
+    ldflags = " ".join([*(flag.format(**values) for flag in binary.ldflags), "-buildid="])
     argv = [go, "build"]
     source = component.source
     if isinstance(source, GoModuleSource) and source.modfile:
@@ -145,8 +148,7 @@ def go_build_argv(config: BuildConfig, component: Component, binary: GoBinary, g
     argv += ["-trimpath", "-buildvcs=false", "-o", str(output)]
     if binary.tags:
         argv.append("-tags=" + ",".join(binary.tags))
-    if ldflags:
-        argv.append("-ldflags=" + ldflags)
+    argv.append("-ldflags=" + ldflags)
     argv.append(binary.package)
     return argv
 

@@ -17,7 +17,7 @@ from dock32 import build, signing, upgrade, upstream
 from dock32 import debs as debs_module
 from dock32 import sbom as sbom_module
 from dock32 import verify as verify_module
-from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Toolchains
+from dock32.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource, Toolchains
 from dock32.layout import Layout
 from dock32.settings import Settings
 from dock32.upstream import UpstreamSuite
@@ -257,6 +257,8 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
                     "go386": config.go386,
                     "strategy": config.strategy,
                     "release_date": config.release.epoch,
+                    # The command line itself, so that a change in how dock32 calls go build rebuilds.
+                    "command": build.go_build_argv(config, component, binary, "go", Path(binary.name)) if isinstance(binary, GoBinary) else None,
                 },
                 clean=(layout.cmake_dir(component.name),) if not go_source else (),
             )
