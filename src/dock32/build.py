@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 from dock32 import atomic, diskspace
-from dock32.arch import Arch
 from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
@@ -103,17 +102,10 @@ def ldflag_values(config: BuildConfig, component: Component) -> dict[str, str]:
     }
 
 
-# GO386=softfloat is for x86 CPUs without SSE2 (Pentium III, Athlon XP, Geode, Vortex86): the C parts (runc's cgo
-# code, tini) are compiled for them too, with x87 floating point. What they link from Debian's i386 libraries
-# (libseccomp, static glibc) is built for i686 already; glibc picks SSE2 variants only on CPUs that have it.
-NO_SSE_CFLAGS = ("-march=i686", "-mno-sse", "-mno-sse2", "-mfpmath=387")
-
-
 def c_flags(config: BuildConfig, toolchain: ResolvedToolchain) -> str:
     """The C compiler flags for this build: the toolchain's, and for softfloat no SSE at all."""
     flags = toolchain.c_env.get("CGO_CFLAGS", "").split()
-    if config.go386 == "softfloat":
-        flags = [*flags, *NO_SSE_CFLAGS]
+    flags = [*flags, *config.flavour.c_flags]
     # Setting CGO_CFLAGS replaces cgo's default, -O2 -g: keep it.
     return " ".join(["-O2", "-g", *flags]) if flags else ""
 
@@ -122,12 +114,10 @@ def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedT
     env = {
         **go_module_env(settings),
         "GOOS": "linux",
-        "GOARCH": config.host_arch.names.go,
+        **config.flavour.go_env,
         "CGO_ENABLED": "1" if component.cgo else "0",
         "SOURCE_DATE_EPOCH": str(config.release.epoch),
     }
-    if config.host_arch is Arch.I386:
-        env["GO386"] = config.go386
     if component.cgo:
         env.update(toolchain.c_env)
         if c_flags(config, toolchain):
@@ -271,10 +261,10 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
         "release": config.release.version,
         "source_date_epoch": config.release.epoch,
         "target": config.target,
-        "strategy": config.strategy,
+        "strategy": config.flavour.strategy,
         "arch": config.host_arch.names.debian,  # the binaries'; the packages' is deb_arch
         "deb_arch": config.deb_arch.names.debian,
-        **({"go386": config.go386} if config.host_arch is Arch.I386 else {}),
+        **config.flavour.as_record(),  # strategy again (it stays first), and go386 where it applies
         "toolchain": {
             "go": toolchain.go_version,
             "go_pinned": toolchain.go_pinned,

@@ -14,15 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dock32.arch import Arch
+from dock32.flavour import GO386_MODES, STRATEGIES, Flavour, FlavourError
 from dock32.yamlsrc import Node, load_yaml, with_overrides
 
 # Where `key=value` overrides of buildcfg.yaml come from, as their errors name it.
 OVERRIDES_SOURCE = "DOCK32_SET"
 
-# native32: 32-bit binaries (GOARCH=386), for any x86 kernel. multiarch64: 64-bit binaries (GOARCH=amd64) in the same
-# i386 packages, for a 32-bit userland on an x86_64 kernel (README: "Which flavour").
-STRATEGIES = ("native32", "multiarch64")
-GO386_MODES = ("sse2", "softfloat")
 LDFLAG_FIELDS = ("version", "commit", "build_time")
 # The platforms of golang.org/toolchain modules that toolchains/go.yaml may pin.
 GO_PLATFORMS = ("linux-amd64", "linux-386")
@@ -100,8 +97,7 @@ class Release:
 class BuildConfig:
     path: Path
     release: Release
-    strategy: str
-    go386: str
+    flavour: Flavour
     go_version: str
     components: tuple[Component, ...]
     packaging: Packaging
@@ -113,19 +109,17 @@ class BuildConfig:
     @property
     def host_arch(self) -> Arch:
         """What the binaries are compiled for (GOARCH, the C compiler's host)."""
-        return Arch.AMD64 if self.strategy == "multiarch64" else Arch.I386
+        return self.flavour.host_arch
 
     @property
     def deb_arch(self) -> Arch:
         """The packages' Architecture: the 32-bit dpkg that installs them, whichever the binaries are."""
-        return Arch.I386
+        return self.flavour.deb_arch
 
     @property
     def target(self) -> str:
         """Name of this build's output folder: build/<target>/, later dist/<target>/."""
-        name = f"{self.strategy}-{self.deb_arch.names.debian}"
-        if self.go386 != "sse2":
-            name += f"-{self.go386}"
+        name = self.flavour.target_name
         # Targets for other distributions get folders of their own; the default keeps the short name.
         return name if self.packaging.distro_name == DEFAULT_DISTRO else f"{name}-{self.packaging.distro_name}"
 
@@ -216,15 +210,17 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> BuildConfig:
             if binary.name in seen:
                 raise top["components"].error(f"binary {binary.name!r} is built by both {seen[binary.name]} and {component.name}")
             seen[binary.name] = component.name
-    strategy = top["strategy"].choice(STRATEGIES) if "strategy" in top else "native32"
-    go386 = top["go386"].choice(GO386_MODES) if "go386" in top else "sse2"
-    if strategy == "multiarch64" and go386 != "sse2":
-        raise top["go386"].error(f"{go386} is for 386 binaries; strategy multiarch64 builds amd64 ones", hint="drop go386, or use strategy native32")
+    try:
+        flavour = Flavour(
+            strategy=top["strategy"].choice(STRATEGIES) if "strategy" in top else Flavour.strategy,
+            go386=top["go386"].choice(GO386_MODES) if "go386" in top else Flavour.go386,
+        )
+    except FlavourError as exc:
+        raise top["go386"].error(str(exc), hint="drop go386, or use strategy native32") from None
     return BuildConfig(
         path=path.resolve(),
         release=release,
-        strategy=strategy,
-        go386=go386,
+        flavour=flavour,
         go_version=go_version,
         components=components,
         packaging=_packaging(top.get("packaging")),

@@ -31,31 +31,10 @@ XZ_DATA_FILTERS = ("--x86", "--lzma2=preset=2,dict=64MiB")
 ZSTD_WARNING = "packages compressed with zstd need dpkg >= 1.21.18 (Debian 12, Ubuntu 21.10); older 32-bit systems cannot install them"
 
 
-# Every multiarch64 package gets this preinst (packaging/): it refuses a kernel that cannot run x86_64 programs.
-MULTIARCH64_PREINST = "scripts/multiarch64-preinst"
-# lintian's view of amd64 programs in an i386 package, which is what multiarch64 is.
-MULTIARCH64_LINTIAN = (
-    "# multiarch64: x86_64 programs in an i386 package, for a 32-bit userland on a 64-bit kernel (the preinst checks it).\n"
-    "binary-from-other-architecture\n"
-)
-
-
-def flavour_suffix(config: BuildConfig) -> str:
-    """What the version says about the flavour, so that an installed system cannot be taken for another.
-
-    GO386=softfloat: `~softfloat` (sorts before the sse2 build, so an sse2 box never takes the slower build for an
-    upgrade). multiarch64: `+multiarch64` (sorts after native32: a box that switches its apt source from native32
-    to multiarch64 gets it as an upgrade, with no downgrade flags). `dock32 publish` keeps each flavour in a
-    component of its own, so apt never mixes them unasked."""
-    if config.strategy == "multiarch64":
-        return "+multiarch64"
-    return "~softfloat" if config.go386 == "softfloat" else ""
-
-
 def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
     """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations."""
     values = {c.name: c.version.removeprefix("v") for c in config.components}
-    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision) + flavour_suffix(config)
+    values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision) + config.flavour.version_suffix
     return values
 
 
@@ -149,7 +128,7 @@ def packaged_components(package: DebPackage, config: BuildConfig) -> list[Compon
 def _programs_note(config: BuildConfig) -> str:
     """For packages whose programs are for another architecture than the package (multiarch64); lintian wants
     changelog lines within 80 columns."""
-    return "" if config.host_arch is config.deb_arch else f" ({config.host_arch.names.debian} programs: {config.strategy})"
+    return config.flavour.programs_note
 
 
 def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout, root: Path) -> str:
@@ -188,8 +167,7 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     (doc / "changelog.Debian.gz").write_bytes(gzip_reproducibly(_changelog(package, version, config, packaging).encode(), config.release.epoch))
     overrides = layout.project_dir / "packaging" / "lintian" / package.name
     override_text = overrides.read_text(encoding="utf-8") if overrides.is_file() else ""
-    if config.strategy == "multiarch64":
-        override_text += MULTIARCH64_LINTIAN
+    override_text += config.flavour.lintian_overrides
     if override_text:
         target = root / "usr" / "share" / "lintian" / "overrides" / package.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -227,10 +205,12 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     if conffiles:
         (control_dir / "conffiles").write_text("".join(f"{c}\n" for c in sorted(conffiles)), encoding="utf-8")
     scripts = {script: layout.project_dir / "packaging" / "scripts" / package.name / script for script in package.scripts}
-    if config.strategy == "multiarch64":
+    if config.flavour.preinst:
         if "preinst" in scripts:
-            raise PackageError(f"{package.name}: has a preinst of its own, and multiarch64 packages get {MULTIARCH64_PREINST}", hint="merge the two into one")
-        scripts["preinst"] = layout.project_dir / "packaging" / MULTIARCH64_PREINST
+            raise PackageError(
+                f"{package.name}: has a preinst of its own, and {config.flavour.strategy} packages get {config.flavour.preinst}", hint="merge the two into one"
+            )
+        scripts["preinst"] = layout.project_dir / "packaging" / config.flavour.preinst
     for script, source in scripts.items():
         target = control_dir / script
         shutil.copyfile(source, target)

@@ -136,8 +136,8 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             components.add("tini")  # its licence text goes into the copyright file
         packaging_dir = layout.project_dir / "packaging"
         inputs = [packaging_dir / "scripts" / package.name / s for s in package.scripts]
-        if config.strategy == "multiarch64":
-            inputs.append(packaging_dir / debs_module.MULTIARCH64_PREINST)
+        if config.flavour.preinst:
+            inputs.append(packaging_dir / config.flavour.preinst)
         inputs += [packaging_dir / "files" / f.file for f in package.files if f.file]
         overrides = packaging_dir / "lintian" / package.name
         if overrides.is_file():
@@ -159,7 +159,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                     "packaging": _as_data(packaging),
                     "versions": {c.name: c.version for c in config.components},
                     "release_date": config.release.epoch,
-                    "flavour": {"strategy": config.strategy, "go386": config.go386},
+                    "flavour": _as_data(config.flavour),
                 },
             )
         )
@@ -254,8 +254,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
                 config={
                     "binary": _as_data(binary),
                     "component": {"version": component.version, "commit": component.commit, "cgo": component.cgo},
-                    "go386": config.go386,
-                    "strategy": config.strategy,
+                    "flavour": _as_data(config.flavour),
                     "release_date": config.release.epoch,
                     # The command line itself, so that a change in how dock32 calls go build rebuilds.
                     "command": build.go_build_argv(config, component, binary, "go", Path(binary.name)) if isinstance(binary, GoBinary) else None,

@@ -21,23 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dock32 import atomic, signing
-from dock32.config import DISTROS, STRATEGIES
+from dock32.config import DISTROS
 from dock32.debs import file_hashes, package_stanza, write_indexes, write_release
 from dock32.errors import PackageError
-
-
-def apt_component(strategy: str, go386: str | None) -> str:
-    """The repository component of a flavour: `deb [signed-by=...] URL bookworm multiarch64`."""
-    if strategy == "multiarch64":
-        return "multiarch64"
-    return "softfloat" if go386 == "softfloat" else "main"
+from dock32.flavour import Flavour, FlavourError
 
 
 @dataclass(frozen=True)
 class TargetRepo:
     folder: Path
     distro: str  # a DISTROS key, from the target's manifest.json
-    component: str  # apt_component of the target's flavour
+    component: str  # the apt component of the target's flavour
     debs: tuple[Path, ...]
     sboms: dict[str, Path]  # .deb file name -> its SPDX document, published beside it in the pool
 
@@ -57,10 +51,11 @@ def read_target(folder: Path) -> TargetRepo:
     missing = [p.name for p in (*debs, *sboms.values()) if not p.is_file()]
     if not debs or missing:
         raise PackageError(f"{folder}: the manifest names files that are not there: {', '.join(missing) or 'no packages listed'}")
-    strategy = manifest.get("strategy")
-    if strategy not in STRATEGIES:
-        raise PackageError(f"{manifest_path}: unknown strategy {strategy!r}", hint=f"one of {', '.join(STRATEGIES)}")
-    return TargetRepo(folder, distro, apt_component(strategy, manifest.get("go386")), debs, sboms)
+    try:
+        flavour = Flavour.from_record(manifest)
+    except FlavourError as exc:
+        raise PackageError(f"{manifest_path}: {exc}", hint="pass the dist/<target> folders of dock32 builds") from None
+    return TargetRepo(folder, distro, flavour.apt_component, debs, sboms)
 
 
 def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key: str | None = None) -> list[Path]:

@@ -523,7 +523,7 @@ def scenarios(
         ("docker exec enters the container", exec_enters_container),
         ("amd64 image under the default seccomp profile", amd64_default_seccomp),
         ("amd64-only image pulled without --platform", amd64_only_image),
-        *([("softfloat: no SSE outside the runtime's CPU checks", no_sse_outside_runtime_checks)] if config.go386 == "softfloat" else []),
+        *([("softfloat: no SSE outside the runtime's CPU checks", no_sse_outside_runtime_checks)] if config.flavour.checks_no_sse else []),
         # Last: it purges the packages.
         ("upgrade with a --restart=always container, then purge", upgrade_then_purge),
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32.build import NO_SSE_CFLAGS
+from dock32.flavour import NO_SSE_CFLAGS
 from dock32.isa import functions_using_sse, unexpected_go_sse
 
 from .conftest import CONFIG, dock32

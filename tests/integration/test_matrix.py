@@ -13,7 +13,7 @@ from debian.debfile import DebFile
 
 from dock32.arch import Arch
 from dock32.config import DISTROS
-from dock32.debs import MULTIARCH64_PREINST
+from dock32.flavour import MULTIARCH64_PREINST
 from dock32.rootfs import chroot_run, ensure_root, overlay
 from dock32.settings import settings_from_env
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32.build import NO_SSE_CFLAGS
+from dock32.flavour import NO_SSE_CFLAGS
 
 from ..qemu_guest import Boot, Guest, go_instruction_at, may_need_sse2, run_and_report
 

@@ -13,6 +13,7 @@ import yaml
 
 from dock32.config import ArchiveSource, CMakeBinary, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
 from dock32.errors import ConfigError
+from dock32.flavour import Flavour
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def test_the_shipped_config_loads_with_every_component_and_binary() -> None:
         "docker", "dockerd", "docker-proxy", "containerd", "containerd-shim-runc-v2",
         "ctr", "runc", "docker-init", "docker-buildx", "docker-compose",
     }
-    assert config.strategy == "native32" and config.go386 == "sse2"
+    assert config.flavour == Flavour("native32", "sse2")
     assert config.target == "native32-i386"
     runc = config.component("runc")
     assert runc.cgo and runc.c_libraries == ("libseccomp",)
@@ -79,7 +80,7 @@ def test_the_shipped_config_loads_with_every_component_and_binary() -> None:
 
 def test_minimal_config_loads(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL))
-    assert config.go386 == "sse2" and config.strategy == "native32"
+    assert config.flavour == Flavour("native32", "sse2")
     assert config.component("hello").binaries[0] == GoBinary(name="hello", package=".", tags=(), ldflags=("-X main.version={version}",))
 
 
@@ -290,7 +291,7 @@ def test_packages_refuse_paths_out_of_their_trees_and_broken_fields(tmp_path: Pa
 def test_overrides_set_keys_for_one_run_and_name_themselves_in_errors(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     config = load_config(path, ("go386=softfloat", "packaging.distro=debian-13", "packaging.revision=3"))
-    assert (config.go386, config.packaging.distro_name, config.packaging.revision) == ("softfloat", "debian-13", 3)
+    assert (config.flavour.go386, config.packaging.distro_name, config.packaging.revision) == ("softfloat", "debian-13", 3)
     assert config.target == "native32-i386-softfloat-debian-13"
     assert load_config(path).target == "native32-i386"
     with pytest.raises(ConfigError, match=r"^DOCK32_SET:2: packaging\.distro: 'debian-99' is not one of"):

@@ -12,6 +12,7 @@ import pytest
 from dock32.config import DISTROS, BuildConfig, DebPackage, load_config, load_packages
 from dock32.debs import _changelog, _relations, deb_filename, package_version
 from dock32.errors import ConfigError
+from dock32.flavour import Flavour
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")
@@ -211,7 +212,7 @@ def test_bad_maintainer_in_buildcfg(tmp_path: Path) -> None:
 
 
 def test_a_softfloat_build_says_so_in_every_version() -> None:
-    softfloat = dataclasses.replace(CONFIG, go386="softfloat")
+    softfloat = dataclasses.replace(CONFIG, flavour=Flavour(go386="softfloat"))
     packages = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", softfloat)}
     assert package_version(packages["docker-ce"], softfloat, softfloat.packaging) == f"5:{upstream('engine')}-1~debian.12~bookworm~softfloat"
     assert package_version(packages["containerd.io"], softfloat, softfloat.packaging) == f"{upstream('containerd')}-1~debian.12~bookworm~softfloat"

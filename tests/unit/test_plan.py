@@ -11,6 +11,7 @@ from dock32.arch import Arch
 from dock32.config import load_config, load_toolchains
 from dock32.debs import deb_filename, package_version
 from dock32.errors import ConfigError, ToolchainError
+from dock32.flavour import Flavour
 from dock32.patches import read_series
 from dock32.plan import plan_build
 from dock32.settings import settings_from_env
@@ -72,7 +73,7 @@ def test_config_slices_are_narrow(planned) -> None:  # type: ignore[no-untyped-d
 
 def test_go386_change_touches_compile_slices_only(tmp_path: Path, planned) -> None:  # type: ignore[no-untyped-def]
     config, settings, tasks = planned
-    softfloat = dataclasses.replace(config, go386="softfloat")
+    softfloat = dataclasses.replace(config, flavour=Flavour(go386="softfloat"))
     other = {t.task_id: t for t in plan_build(softfloat, load_toolchains(ROOT / "toolchains"), settings)}
     assert other["fetch:engine"].config == tasks["fetch:engine"].config
     assert other["compile:dockerd"].config != tasks["compile:dockerd"].config

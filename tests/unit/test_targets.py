@@ -12,8 +12,9 @@ from debian.deb822 import Deb822
 from dock32.arch import Arch
 from dock32.build import go_build_env
 from dock32.config import load_config, load_packages, load_toolchains
-from dock32.debs import MULTIARCH64_PREINST, package_version, stage_package
+from dock32.debs import package_version, stage_package
 from dock32.errors import ConfigError, PatchError
+from dock32.flavour import MULTIARCH64_PREINST
 from dock32.layout import Layout
 from dock32.patches import read_series
 from dock32.plan import plan_build
