@@ -194,9 +194,9 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> BuildConfig:
     """buildcfg.yaml, with `key=value` overrides (DOCK32_SET, --set) laid over it before any check."""
     root = with_overrides(load_yaml(path), overrides, OVERRIDES_SOURCE)
     top = root.mapping(allowed=("release", "strategy", "go386", "go", "components", "packaging"), required=("release", "go", "components"))
-    release_node = top["release"].mapping(allowed=("version", "date"), required=("version", "date"))
+    release_node = top["release"].mapping(allowed=("version", "date", "components"), required=("version", "date"))
     release = Release(
-        version=release_node["version"].string("28.5.2"),
+        version=release_node["version"].string("29.8.1"),
         date=_date(release_node["date"]),
     )
     go = top["go"].mapping(allowed=("version",), required=("version",))
@@ -210,6 +210,8 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> BuildConfig:
             if binary.name in seen:
                 raise top["components"].error(f"binary {binary.name!r} is built by both {seen[binary.name]} and {component.name}")
             seen[binary.name] = component.name
+    if "components" in release_node:
+        _check_release_components(release_node, top["components"].mapping(), release.version)
     try:
         flavour = Flavour(
             strategy=top["strategy"].choice(STRATEGIES) if "strategy" in top else Flavour.strategy,
@@ -225,6 +227,34 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> BuildConfig:
         components=components,
         packaging=_packaging(top.get("packaging")),
     )
+
+
+# A version in a commit or module version: v29.8.1, docker-v29.8.1, v29.8.1+incompatible.
+_RELEASE_IN = re.compile(r"(?<![0-9.])(\d+\.\d+\.\d+)(?![0-9])")
+_PRERELEASE = re.compile(r"v\d+\.\d+\.\d+-[0-9A-Za-z.-]+")
+
+
+def _check_release_components(release_node: dict[str, Node], components: dict[str, Node], version: str) -> None:
+    """release.components names the components that are the release itself (Docker's cli and engine): their
+    versions, and the versions their tags and module versions spell, must be the release's, or `docker version`
+    shows one release and the packages another."""
+    where = f"release.version ({release_node['version'].file.name}:{release_node['version'].line})"
+    for item in release_node["components"].sequence():
+        name = item.string("engine")
+        if name not in components:
+            raise item.error(f"no component {name!r}", hint=f"one of {', '.join(components)}")
+        fields = components[name].mapping()
+        spelled = [fields["version"], fields["commit"]]
+        source = fields["source"].mapping()
+        # moby tags its release commits as pre-releases of its /v2 module (v2.0.0-beta.N): such a version spells
+        # no release, and bump identified it from the module's releases/versions.yaml.
+        if "module" in source and "version" in source and not _PRERELEASE.fullmatch(source["version"].string()):
+            spelled.append(source["version"])
+        for node in spelled:
+            text = node.string()
+            found = _RELEASE_IN.search(text)
+            if (node is fields["version"] and text != version) or (found and found.group(1) != version):
+                raise node.error(f"{text!r} is not the release's {version!r} of {where}", hint="a release has one version: change both, or run `dock32 bump`")
 
 
 def _date(node: Node) -> datetime:

@@ -303,3 +303,38 @@ def test_overrides_set_keys_for_one_run_and_name_themselves_in_errors(tmp_path: 
             load_config(path, (unreadable,))
     with pytest.raises(ConfigError, match=r"^DOCK32_SET:1: go386: expected a string like 'sse2', got a mapping"):
         load_config(path, ("go386.x=1",))
+
+
+def shipped_line(text: str) -> int:
+    """The line of buildcfg.yaml that holds `text`, so the expected errors follow the file as it changes."""
+    return next(n for n, line in enumerate((ROOT / "buildcfg.yaml").read_text(encoding="utf-8").splitlines(), 1) if text in line)
+
+
+def test_the_release_components_spell_the_release_version_or_the_error_names_both_keys() -> None:
+    config = load_config(ROOT / "buildcfg.yaml")
+    release = config.release.version
+    assert {config.component(name).version for name in ("cli", "engine")} == {release}
+    older = f"{int(release.split('.')[0]) - 1}.0.0"
+    where = f"release.version (buildcfg.yaml:{shipped_line('  version: ' + repr(release).replace(chr(39), chr(34)))})"
+    for key, value in [
+        ("components.cli.version", older),
+        ("components.cli.source.version", f"v{older}+incompatible"),
+        ("components.engine.commit", f"docker-v{older}"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(ROOT / "buildcfg.yaml", (f"{key}={value}",))
+        assert caught.value.message == f"DOCK32_SET:1: {key}: {value!r} is not the release's {release!r} of {where}"
+        assert caught.value.hint == "a release has one version: change both, or run `dock32 bump`"
+    # The release moved alone: the first component left behind is named at its own line.
+    with pytest.raises(ConfigError) as caught:
+        load_config(ROOT / "buildcfg.yaml", (f"release.version={older}",))
+    expected = f"components.cli.version: {release!r} is not the release's {older!r} of release.version (DOCK32_SET:1)"
+    assert re.fullmatch(r"buildcfg\.yaml:\d+: " + re.escape(expected), caught.value.message)
+    with pytest.raises(ConfigError, match=r"^DOCK32_SET:1: release\.components\[1\]: no component 'moby' \(hint: one of "):
+        load_config(ROOT / "buildcfg.yaml", ("release.components=[cli, moby]",))
+
+
+def test_a_pre_release_module_version_spells_no_release() -> None:
+    # moby's /v2 module tags release commits as v2.0.0-beta.N; only bump can tell which release one is.
+    config = load_config(ROOT / "buildcfg.yaml", ("components.engine.source.version=v2.0.0-beta.99",))
+    assert config.component("engine").source.version == "v2.0.0-beta.99"  # type: ignore[union-attr]
