@@ -8,13 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dock32 import atomic, diskspace
-from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
+from dock32 import atomic, diskspace, gocmd
+from dock32.config import ArchiveSource, BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
-from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
+from dock32.fetch import FetchedSource, fetch_archive, fetch_module
 from dock32.layout import Layout
 from dock32.patches import apply_series, read_series
-from dock32.run import capture, run
+from dock32.run import run
 from dock32.settings import Settings
 from dock32.toolchain import ResolvedToolchain, c_library_record, c_runtime_record, resolve
 from dock32.trees import copy_writable
@@ -42,23 +42,35 @@ def fetch_source(component: Component, settings: Settings, layout: Layout) -> No
 PATCHED_MODULES_DIR = "_dock32/modules"
 
 
-def _copy_patched_modules(source: GoModuleSource, tree: Path, settings: Settings, layout: Layout) -> None:
+def _copy_patched_modules(source: GoModuleSource, tree: Path, go: str, settings: Settings) -> None:
     """Copy each dependency in source.patch_modules, at the version the module file asks for, into the tree
     and replace it there, as `go mod vendor` would, but for the dependencies our patches change only.
     `go mod download` checks each against the module file's sums; the replaced copy is built from the tree."""
-    go = ResolvedToolchain.from_file(layout.toolchain_record).go
-    modfile = [f"-modfile={source.modfile}"] if source.modfile else []
+    modfile = (f"-modfile={source.modfile}",) if source.modfile else ()
+    found = gocmd.Go(go, settings, tree, timeout=None).download_many(list(source.patch_modules), flags=modfile)
     for module in source.patch_modules:
-        result = capture([go, "mod", "download", "-json", *modfile, module], env=go_module_env(settings), cwd=tree)
-        info = json.loads(result.stdout or "{}") if result.stdout.strip().startswith("{") else {}
-        if result.returncode != 0 or "Dir" not in info:
-            reason = info.get("Error") or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-            raise BuildError(f"patch_modules: cannot fetch {module}: {reason}", hint="it must be a dependency in the component's module file")
-        copy = tree / PATCHED_MODULES_DIR / module
-        copy_writable(Path(info["Dir"]), copy)
+        downloaded = found[module]
+        if isinstance(downloaded, str):
+            raise BuildError(f"patch_modules: cannot fetch {module}: {downloaded}", hint="it must be a dependency in the component's module file")
+        copy_writable(downloaded.dir, tree / PATCHED_MODULES_DIR / module)
         # `go mod edit` names its module file as an argument, not with -modfile.
         edit = [go, "mod", "edit", f"-replace={module}=./{PATCHED_MODULES_DIR}/{module}", *([source.modfile] if source.modfile else [])]
-        run(edit, env=go_module_env(settings), cwd=tree, log=None, what=f"replace {module} with the tree's copy")
+        run(edit, env=gocmd.module_env(settings), cwd=tree, log=None, what=f"replace {module} with the tree's copy")
+
+
+def prepare_tree(source: GoModuleSource | ArchiveSource, pristine: Path, tree: Path, go: str | None, settings: Settings) -> None:
+    """A writable copy of a pristine tree, made ready for patches as both the build and `dock32 bump` need it: for a
+    module built with -modfile a go.mod stub, and its patch_modules copied in and replaced."""
+    copy_writable(pristine, tree)
+    if not isinstance(source, GoModuleSource):
+        return
+    if source.modfile and not (tree / "go.mod").exists():
+        # -modfile still needs a go.mod to mark the module root; upstream's hack/with-go-mod.sh writes the same stub.
+        (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
+    if source.patch_modules:
+        if go is None:
+            raise BuildError("patch_modules: no go command to fetch them with", hint="run `dock32 doctor`")
+        _copy_patched_modules(source, tree, go, settings)
 
 
 def prepare_source(config: BuildConfig, component: Component, settings: Settings, layout: Layout) -> None:
@@ -73,14 +85,9 @@ def prepare_source(config: BuildConfig, component: Component, settings: Settings
     staging = Path(tempfile.mkdtemp(prefix=component.name + ".", suffix=".partial", dir=destination.parent))
     try:
         tree = staging / "tree"
-        copy_writable(Path(fetched.tree), tree)
-        source = component.source
-        if isinstance(source, GoModuleSource) and source.modfile and not (tree / "go.mod").exists():
-            # -modfile still needs a go.mod to mark the module root; upstream's
-            # hack/with-go-mod.sh writes the same stub.
-            (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
-        if isinstance(source, GoModuleSource) and source.patch_modules:
-            _copy_patched_modules(source, tree, settings, layout)
+        # Only a Go module's tree asks the go command (for patch_modules); a tarball's source task runs without a toolchain.
+        go = ResolvedToolchain.from_file(layout.toolchain_record).go if isinstance(component.source, GoModuleSource) else None
+        prepare_tree(component.source, Path(fetched.tree), tree, go, settings)
         applied = apply_series(read_series(layout.patch_dir(component.name)), tree, component.version, config.host_arch.names.go)
         stamp = {
             "source": fetched.hash,
@@ -112,7 +119,7 @@ def c_flags(config: BuildConfig, toolchain: ResolvedToolchain) -> str:
 
 def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedToolchain, settings: Settings) -> dict[str, str]:
     env = {
-        **go_module_env(settings),
+        **gocmd.module_env(settings),
         "GOOS": "linux",
         **config.flavour.go_env,
         "CGO_ENABLED": "1" if component.cgo else "0",
@@ -188,44 +195,6 @@ def _cmake_build(
     output.chmod(0o755)
 
 
-def parse_go_version_m(text: str) -> dict[str, object]:
-    """`go version -m` output as data: the Go version, main package and module, each dependency as "module version"
-    (its go.sum `h1:` in sums, where it was replaced in replace) and the build settings."""
-    lines = text.splitlines()
-    if not lines:
-        return {}
-    deps: list[str] = []
-    sums: dict[str, str] = {}
-    replace: dict[str, dict[str, str]] = {}
-    settings: dict[str, str] = {}
-    info: dict[str, object] = {"go": lines[0].split(": ", 1)[-1].strip(), "deps": deps, "sums": sums, "replace": replace, "settings": settings}
-    last_dep = None
-    for line in lines[1:]:
-        fields = line.strip().split("\t")
-        if fields[0] in ("path", "mod") and len(fields) >= 2:
-            info[fields[0]] = " ".join(fields[1:3])
-        elif fields[0] == "dep" and len(fields) >= 3:
-            last_dep = fields[1]
-            deps.append(" ".join(fields[1:3]))
-            if len(fields) >= 4 and fields[3]:
-                sums[fields[1]] = fields[3]
-        elif fields[0] == "=>" and len(fields) >= 2 and last_dep is not None:
-            # The line after a dep: what the build used instead (a local folder is "(devel)" and has no sum).
-            replace[last_dep] = {"path": fields[1], **({"version": fields[2]} if len(fields) >= 3 and fields[2] else {})}
-            if len(fields) >= 4 and fields[3]:
-                replace[last_dep]["sum"] = fields[3]
-        elif fields[0] == "build" and len(fields) >= 2 and "=" in fields[1]:
-            key, value = fields[1].split("=", 1)
-            settings[key] = value
-    return info
-
-
-def _go_version_m(go: str, binary: Path) -> dict[str, object]:
-    """`go version -m`: the Go version, module and dependency versions and build settings stamped in a binary."""
-    result = capture([go, "version", "-m", binary], env={"GOTOOLCHAIN": "local"})
-    return parse_go_version_m(result.stdout) if result.returncode == 0 else {}
-
-
 def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> None:
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
     components = {}
@@ -253,7 +222,7 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
                 "size": path.stat().st_size,
             }
             if isinstance(binary, GoBinary):
-                entry["go_version_m"] = _go_version_m(toolchain.go, path)
+                entry["go_version_m"] = gocmd.version_m(toolchain.go, path)
             else:
                 entry["cc"] = toolchain.cc_version
             binaries[binary.name] = entry

@@ -1,7 +1,7 @@
 """`dock32 bump <docker-version>`: move the pins to another Docker release, found from the upstream sources themselves;
 `dock32 bump --check`: list the newer releases the module proxy can give.
 
-Everything comes through the Go module proxy (GOPROXY), with the `go` command (dock32.goproxy):
+Everything comes through the Go module proxy (GOPROXY), with the `go` command (dock32.gocmd):
 
 - engine: up to 28.x the module github.com/docker/docker at v<X.Y.Z>+incompatible. From 29.x the daemon is the module
   github.com/moby/moby/v2, whose release tags (docker-v29.8.1) are not module versions; moby tags the same commits
@@ -30,6 +30,7 @@ trees (dock32.patches.check_series).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 import re
 import shutil
@@ -40,6 +41,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dock32 import atomic, fetch
+from dock32.build import prepare_tree
 from dock32.config import ArchiveSource, BuildConfig, Component, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
 from dock32.enginetags import (
     BETA_PREFIX,
@@ -62,10 +64,11 @@ from dock32.enginetags import (
     span,
 )
 from dock32.errors import ConfigError, Dock32Error, FetchError
-from dock32.goproxy import Go, Module, choose_go, format_time
+from dock32.gocmd import Go, Module, format_time
 from dock32.patches import check_series, read_series
 from dock32.settings import Settings, settings_from_env
-from dock32.trees import copy_writable, tree_hash_of_archive, unpack
+from dock32.toolchain import choose_go
+from dock32.trees import tree_hash_of_archive, unpack
 from dock32.yamledit import Change, Path_, append_go_pin, apply_changes, borrowed, comment_lines_naming, scalar_nodes, written_once
 
 # Releases known not to work on 386: a version pattern (fnmatch) and the reason, or None where dock32 has only the entry.
@@ -595,7 +598,7 @@ class Resolver:
             if warning:
                 bump.notes.append(warning)
             new_source = GoModuleSource(new_module, new_source_version, module.sum, modfile, source.patch_modules)
-            self.trees.append(NewTree(_with(component, new_version, commit, new_source), source_dir=module.dir))
+            self.trees.append(NewTree(dataclasses.replace(component, version=new_version, commit=commit, source=new_source), source_dir=module.dir))
             return
         if unchanged:
             return  # a tarball pin with the same version stays as it is
@@ -612,7 +615,7 @@ class Resolver:
         bump.change("buildcfg.yaml", (*base, "commit"), component.commit, commit)
         if warning:
             bump.notes.append(warning)
-        self.trees.append(NewTree(_with(component, new_version, commit, ArchiveSource(urls, tree)), archive=archive))
+        self.trees.append(NewTree(dataclasses.replace(component, version=new_version, commit=commit, source=ArchiveSource(urls, tree)), archive=archive))
 
     def _modfile(self, bump: Bump, component: Component, module: Module) -> str | None:
         """The new tree's module file: the pinned modfile while the tree has it; none (the entry removed) once the
@@ -666,7 +669,7 @@ class Resolver:
             if url is None:
                 failures.append(f"{template}: no Debian mirror in apt's sources (set DOCK32_DEBIAN_MIRROR)")
                 continue
-            destination = self.workdir / f"{name}-{index}{_suffix(url)}"
+            destination = self.workdir / f"{name}-{index}{fetch.archive_suffix(url)}"
             try:
                 fetch._download(url, destination, name)
                 tree = tree_hash_of_archive(destination)
@@ -716,40 +719,13 @@ class Resolver:
 
     def _writable_tree(self, new: NewTree) -> Path:
         """A writable copy of the new pristine tree, prepared as the build prepares it (go.mod stub, patch_modules)."""
-        from dock32.build import _copy_patched_modules
-        from dock32.layout import Layout
-        from dock32.toolchain import ResolvedToolchain, go_version_of
-
-        component = new.component
-        tree = self.workdir / "trees" / component.name
+        tree = self.workdir / "trees" / new.component.name
         if new.archive is not None:
             unpack(new.archive, tree)
             return tree
-        assert new.source_dir is not None and isinstance(component.source, GoModuleSource)
-        copy_writable(new.source_dir, tree)
-        source = component.source
-        if source.modfile and not (tree / "go.mod").exists():
-            (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
-        if source.patch_modules:
-            layout = Layout.of(self.workdir / "layout", self.workdir / "dist", "bump", self.project)
-            version = go_version_of(self.go.go) or "unknown"
-            atomic.write_text(
-                layout.toolchain_record,
-                ResolvedToolchain(go=self.go.go, go_version=version, go_pinned=version, go_source="system", cc=None, cc_version=None, c_env={}).to_json(),
-            )
-            _copy_patched_modules(source, tree, self.settings, layout)
+        assert new.source_dir is not None
+        prepare_tree(new.component.source, new.source_dir, tree, self.go.go, self.settings)
         return tree
-
-
-def _with(component: Component, version: str, commit: str, source: GoModuleSource | ArchiveSource) -> Component:
-    return Component(component.name, version, commit, source, component.binaries, component.cgo, component.c_libraries)
-
-
-def _suffix(url: str) -> str:
-    for suffix in (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar"):
-        if url.endswith(suffix):
-            return suffix
-    return ".tar.gz"
 
 
 # --- bump --check ----------------------------------------------------------------------------------------------------

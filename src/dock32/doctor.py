@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from dock32 import gocmd
 from dock32.arch import build_machine_arch
 from dock32.config import load_config, load_toolchains
 from dock32.errors import ToolchainError
 from dock32.hostsetup import missing_packages
 from dock32.settings import Settings
-from dock32.toolchain import bootstrap_go_setup, c_toolchain_for, check_c, go_version_of, install_command, plan_go_here
+from dock32.toolchain import bootstrap_go_setup, c_toolchain_for, check_c, install_command, plan_go_here
 
 
 def report(config_path: Path, settings: Settings) -> None:
@@ -21,7 +22,7 @@ def report(config_path: Path, settings: Settings) -> None:
     fixes: list[str] = []
 
     go = shutil.which("go")
-    version = go_version_of(go) if go else None
+    version = gocmd.version_of(go) if go else None
     wanted = f"go{config.go_version}"
     if version is None:
         rows.append(("go", False, "not found"))

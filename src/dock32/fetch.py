@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import http.client
-import json
 import os
 import re
 import shutil
@@ -21,10 +20,10 @@ import requests
 import urllib3.exceptions
 from tqdm import tqdm
 
-from dock32 import cache
+from dock32 import cache, gocmd
 from dock32.config import ArchiveSource, GoModuleSource
 from dock32.errors import FetchError, Interrupted
-from dock32.run import capture, stopping
+from dock32.run import stopping
 from dock32.settings import Settings
 from dock32.trees import tree_hash_of_archive, tree_hash_of_dir, unpack
 
@@ -323,12 +322,12 @@ def _download_tree(name: str, source: ArchiveSource, tree: Path, settings: Setti
                 raise FetchError(f"{url}: {exc.message.removeprefix(partial.name + ': ')}", hint=exc.hint) from None
             if actual != source.tree:
                 settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
-                aside = settings.quarantine_dir / f"{name}-{actual.replace(':', '-')}{_suffix(url)}"
+                aside = settings.quarantine_dir / f"{name}-{actual.replace(':', '-')}{archive_suffix(url)}"
                 partial.replace(aside)
                 failures.append(f"{url}: tree hash mismatch: expected {source.tree}, got {actual}; moved aside to {aside}")
                 continue
             file_hash = hashlib.sha256(partial.read_bytes()).hexdigest()
-            stored = settings.downloads_dir / f"sha256-{file_hash}{_suffix(url)}"
+            stored = settings.downloads_dir / f"sha256-{file_hash}{archive_suffix(url)}"
             partial.replace(stored)
             if not tree.is_dir():
                 unpack(stored, tree)
@@ -344,7 +343,8 @@ def _download_tree(name: str, source: ArchiveSource, tree: Path, settings: Setti
     )
 
 
-def _suffix(url: str) -> str:
+def archive_suffix(url: str) -> str:
+    """The archive type a URL names (.tar.gz when it names none), for the name of the downloaded file."""
     for suffix in (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar"):
         if url.endswith(suffix):
             return suffix
@@ -352,20 +352,6 @@ def _suffix(url: str) -> str:
 
 
 # --- Go modules -------------------------------------------------------------------------------
-
-
-def go_module_env(settings: Settings) -> dict[str, str]:
-    """Module and build caches live in the dock32 cache; GOPROXY, GONOSUMDB & co. pass through from the user."""
-    env = {
-        "GOMODCACHE": str(settings.gomodcache),
-        "GOCACHE": str(settings.gocache),
-        "GOTOOLCHAIN": "local",
-        "GOWORK": "off",
-        "GOFLAGS": "-mod=mod",
-    }
-    if settings.offline:
-        env["GOPROXY"] = "off"
-    return env
 
 
 def fetch_module(name: str, source: GoModuleSource, go: Path, settings: Settings) -> FetchedSource:
@@ -396,21 +382,17 @@ def _module_download_files(settings: Settings, source: GoModuleSource) -> list[P
 
 
 def _go_mod_download(name: str, source: GoModuleSource, go: Path, settings: Settings) -> FetchedSource:
-    result = capture([go, "mod", "download", "-json", source.ref], env=go_module_env(settings), cwd=settings.cache_dir if settings.cache_dir.is_dir() else None)
-    try:
-        info = json.loads(result.stdout or "{}")
-    except json.JSONDecodeError:
-        info = {}
-    if result.returncode != 0 or "Error" in info or "Dir" not in info:
-        detail = (info.get("Error") or result.stderr.strip() or result.stdout.strip()).splitlines()
-        reason = detail[-1] if detail else f"exit code {result.returncode}"
+    # No timeout: the go command's own network timeouts apply, and a large module on a slow line takes long.
+    where = settings.cache_dir if settings.cache_dir.is_dir() else None
+    found = gocmd.Go(go, settings, where, timeout=None).download_many([source.ref])[source.ref]
+    if isinstance(found, str):
         hint = (
             "offline: the module cache lacks it; run once online" if settings.offline else "check GOPROXY (it must serve this exact version) and the network"
         )
-        raise FetchError(f"{name}: go mod download {source.ref}: {reason}", hint=hint)
-    if info.get("Sum") != source.sum:
+        raise FetchError(f"{name}: go mod download {source.ref}: {found}", hint=hint)
+    if found.sum != source.sum:
         raise FetchError(
-            f"{name}: {source.ref}: hash mismatch: expected {source.sum}, got {info.get('Sum')}; nothing was built from it",
+            f"{name}: {source.ref}: hash mismatch: expected {source.sum}, got {found.sum}; nothing was built from it",
             hint="the proxy served other content than the pin; check GOPROXY, or re-pin deliberately if upstream re-tagged",
         )
-    return FetchedSource(tree=Path(info["Dir"]), hash=source.sum)
+    return FetchedSource(tree=found.dir, hash=source.sum)

@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from dock32 import gocmd
 from dock32.arch import Arch, build_machine_arch
 from dock32.cache import entry_lock
 from dock32.config import BuildConfig, CToolchain, GoModuleSource, GoToolchainPin, Toolchains
-from dock32.errors import ToolchainError
-from dock32.fetch import fetch_module, go_module_env
+from dock32.errors import Dock32Error, ToolchainError
+from dock32.fetch import fetch_module
 from dock32.run import capture, run
 from dock32.settings import Settings
 from dock32.trees import copy_writable
@@ -45,34 +46,28 @@ class ResolvedToolchain:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
-def go_version_of(go: str | Path) -> str | None:
-    result = capture([go, "env", "GOVERSION"], env={"GOTOOLCHAIN": "local"})
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
 def toolchain_module(version: str, build: Arch) -> str:
     return f"golang.org/toolchain@v0.0.1-go{version}.linux-{build.names.go}"
 
 
 def _fetch_toolchain_module(go: str, module: str, pinned: str, settings: Settings) -> tuple[Path | None, str]:
     """The unpacked module golang.org/toolchain@..., checked against its pin: (its folder, "") or (None, why not)."""
-    result = capture([go, "mod", "download", "-json", module], env=go_module_env(settings))
-    info = json.loads(result.stdout or "{}") if result.stdout.strip().startswith("{") else {}
-    if result.returncode != 0 or "Dir" not in info:
-        return None, (info.get("Error") or result.stderr.strip() or "download failed").splitlines()[-1]
-    if info.get("Sum") != pinned:
+    found = gocmd.Go(go, settings, None, timeout=None).download_many([module])[module]
+    if isinstance(found, str):
+        return None, found
+    if found.sum != pinned:
         raise ToolchainError(
-            f"{module}: hash mismatch: expected {pinned} (toolchains/go.yaml), got {info.get('Sum')}; not used",
+            f"{module}: hash mismatch: expected {pinned} (toolchains/go.yaml), got {found.sum}; not used",
             hint="check GOPROXY; re-pin only if you trust the new toolchain",
         )
-    return Path(info["Dir"]), ""
+    return found.dir, ""
 
 
 def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, build: Arch) -> tuple[str, str, str]:
     """Return (go binary, version it reports, where it came from)."""
     wanted = f"go{config.go_version}"
     system_go = shutil.which("go")
-    system_version = go_version_of(system_go) if system_go else None
+    system_version = gocmd.version_of(system_go) if system_go else None
     if system_go and system_version == wanted:
         return system_go, system_version, "system"
     if not system_go:
@@ -89,7 +84,7 @@ def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
         # No pinned module for this machine (golang.org/toolchain has linux-386, but a mirror may not carry it):
         # the pinned Go, built here from the source that every platform's module holds.
         go_path, note = go_from_source(config.go_version, toolchains, build, settings, system_go)
-        version = go_version_of(go_path)
+        version = gocmd.version_of(go_path)
         if version == wanted:
             return str(go_path), version, note
         problem = f"{go_path} reports {version}"
@@ -102,7 +97,7 @@ def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
                 if tool.is_file() and not os.access(tool, os.X_OK):
                     tool.chmod(tool.stat().st_mode | 0o555)
             go = root / "bin" / "go"
-            version = go_version_of(go)
+            version = gocmd.version_of(go)
             if version == wanted:
                 return str(go), version, f"module {module}"
             problem = f"{go} reports {version}"
@@ -293,7 +288,7 @@ def bootstrap_candidates() -> list[str]:
 
 
 def _local_go(go: str) -> LocalGo | None:
-    version = go_version_of(go)
+    version = gocmd.version_of(go)
     goroot = capture([go, "env", "GOROOT"], env={"GOTOOLCHAIN": "local"}).stdout.strip() if version else ""
     return LocalGo(goroot=goroot, version=version) if version and goroot and (Path(goroot) / "bin" / "go").is_file() else None
 
@@ -339,7 +334,7 @@ def cached_gos(toolchains: Toolchains, build: Arch, settings: Settings) -> list[
         record = _built_record(step, settings) if step is not None else None
         if step is not None and record is not None:
             goroot = _toolchain_dir(step, settings)
-            if go_version_of(goroot / "bin" / "go") == step.go_version:
+            if gocmd.version_of(goroot / "bin" / "go") == step.go_version:
                 found.append(LocalGo(goroot=str(goroot), version=step.go_version, origin=step.origin(record.get("bootstrap", "an older Go"))))
     return found
 
@@ -405,7 +400,7 @@ def build_go(step: SourceBuild, bootstrap: LocalGo, settings: Settings, helper_g
     arch = f"linux-{step.build.names.go}"
 
     def done(record: dict[str, str]) -> LocalGo:
-        version = go_version_of(dest / "bin" / "go")
+        version = gocmd.version_of(dest / "bin" / "go")
         if version != step.go_version:
             raise ToolchainError(f"{dest}/bin/go, built from {step.source.ref}, reports {version}", hint=f"remove {dest} to build it again")
         return LocalGo(goroot=str(dest), version=version, origin=step.origin(record.get("bootstrap", "an older Go")))
@@ -570,3 +565,24 @@ def resolve(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> 
         cc_version = capture([chosen.cc, "--version"]).stdout.splitlines()[0]
         env = c_env(chosen)
     return ResolvedToolchain(go=go, go_version=go_version, go_pinned=f"go{config.go_version}", go_source=go_source, cc=cc, cc_version=cc_version, c_env=env)
+
+
+def choose_go(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> tuple[str, str]:
+    """(the go command bump runs, what it is). The machine's `go`, unless it is older than the Go the config pins and
+    toolchains/go.yaml pins that Go for this machine: then the pinned one, provisioned and checked as a build does
+    (an old system go cannot read newer modules' go.mod files). Never a Go built from source: too slow for a bump."""
+    system = shutil.which("go")
+    if not system:
+        raise ToolchainError("no `go` command on PATH", hint="install Go (apt-get install golang-go, or `make setup`)")
+    system_version = gocmd.version_of(system) or "unknown"
+    pin = toolchains.go.get(config.go_version)
+    build = build_machine_arch()
+    if _version_tuple(system_version) >= _version_tuple(config.go_version):
+        return system, f"{system_version} (the machine's go)"
+    if pin is None or f"linux-{build.names.go}" not in pin.sums:
+        return system, f"{system_version} (the machine's go; toolchains/go.yaml pins no Go {config.go_version} for linux-{build.names.go})"
+    try:
+        go, version, source = resolve_go(config, toolchains, settings, build)
+    except (Dock32Error, OSError) as exc:
+        return system, f"{system_version} (the machine's go: the pinned Go {config.go_version} could not be had: {exc})"
+    return go, f"{version} ({source})"

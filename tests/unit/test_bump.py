@@ -40,7 +40,7 @@ from dock32.enginetags import (
     span,
 )
 from dock32.errors import ConfigError, FetchError
-from dock32.goproxy import tidy_error
+from dock32.gocmd import tidy_error
 from dock32.yamledit import Change, append_go_pin, apply_changes, borrowed, comment_lines_naming, written_once
 
 

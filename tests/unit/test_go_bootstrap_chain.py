@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import toolchain
+from dock32 import gocmd, toolchain
 from dock32.arch import Arch
 from dock32.config import GoToolchainPin, load_config, load_toolchains
 from dock32.errors import ConfigError, ToolchainError
@@ -173,7 +173,7 @@ def test_cached_gos_are_those_of_the_pinned_source(tmp_path: Path, monkeypatch: 
         (goroot / BUILT_MARKER).write_text(json.dumps({"source": source, "sum": sum_, "bootstrap": "go1.23.5"}))
     # A build cut short has no marker: not taken either.
     (settings.cache_dir / "go" / "toolchains" / "go1.26.8.linux-386" / "bin").mkdir(parents=True)
-    monkeypatch.setattr(toolchain, "go_version_of", lambda go: Path(go).parent.parent.name.split(".linux")[0])
+    monkeypatch.setattr(gocmd, "version_of", lambda go: Path(go).parent.parent.name.split(".linux")[0])
     found = cached_gos(toolchains, Arch.I386, settings)
     assert found == [
         LocalGo(
@@ -183,7 +183,7 @@ def test_cached_gos_are_those_of_the_pinned_source(tmp_path: Path, monkeypatch: 
         )
     ]
     # One that does not report its version is not taken.
-    monkeypatch.setattr(toolchain, "go_version_of", lambda go: "go1.24.8")
+    monkeypatch.setattr(gocmd, "version_of", lambda go: "go1.24.8")
     assert cached_gos(toolchains, Arch.I386, settings) == []
 
 

@@ -14,10 +14,10 @@ import pytest
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from dock32.build import parse_go_version_m
 from dock32.config import ArchiveSource, BuildConfig, DebPackage, GoModuleSource, load_config, load_packages, load_toolchains
 from dock32.debs import deb_filename, package_version, sbom_filename
 from dock32.errors import PackageError
+from dock32.gocmd import parse_version_m
 from dock32.plan import plan_build
 from dock32.sbom import PackedDeb, build_sbom, go_purl, render
 from dock32.settings import settings_from_env
@@ -64,7 +64,7 @@ def _go_binary(component: str, version: str, deps: list[str], cgo: bool = False)
         + "".join(f"\tdep\t{d.replace(' ', chr(9))}\th1:{'B' * 43}=\n" for d in deps)
         + f"\tbuild\tCGO_ENABLED={int(cgo)}\n\tbuild\tGOARCH=386\n"
     )
-    return {"component": component, "version": version, "sha256": "ab" * 32, "size": 1, "go_version_m": parse_go_version_m(text)}
+    return {"component": component, "version": version, "sha256": "ab" * 32, "size": 1, "go_version_m": parse_version_m(text)}
 
 
 def fake_manifest(config: BuildConfig) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def test_every_go_dependency_is_a_package_with_its_purl_and_sum_linked_from_its_
     document = sbom_of("docker-ce")
     elements = by_id(document)
     modules = {(e["name"], e["versionInfo"]): e for e in document["packages"] if e["SPDXID"].startswith("SPDXRef-GoModule-")}
-    for dep in parse_go_version_m(DOCKERD_VERSION_M)["deps"]:  # type: ignore[attr-defined]
+    for dep in parse_version_m(DOCKERD_VERSION_M)["deps"]:  # type: ignore[attr-defined]
         module, version = dep.split(" ")
         assert (module, version) in modules, dep
         assert go_purl(module, version) in purls(modules[(module, version)])
@@ -258,7 +258,7 @@ def test_same_inputs_give_the_same_bytes_and_the_date_is_the_release_date() -> N
 def test_ids_stay_unique_when_names_collide_after_cleaning() -> None:
     manifest = fake_manifest(CONFIG)
     text = f"/x: {GO}\n\tpath\tp\n\tdep\texample.com/a_b\tv1.0.0\n\tdep\texample.com/a-b\tv1.0.0\n\tbuild\tCGO_ENABLED=0\n"
-    manifest["binaries"]["docker"]["go_version_m"] = parse_go_version_m(text)
+    manifest["binaries"]["docker"]["go_version_m"] = parse_version_m(text)
     document = sbom_of("docker-ce-cli", manifest)
     ids = [e["SPDXID"] for e in document["packages"]]
     assert len(ids) == len(set(ids))
@@ -273,7 +273,7 @@ def test_a_binary_missing_from_the_manifest_is_an_error() -> None:
 
 
 def test_go_version_m_parsing_keeps_sums_and_replacements() -> None:
-    info = parse_go_version_m(DOCKERD_VERSION_M)
+    info = parse_version_m(DOCKERD_VERSION_M)
     assert info["go"] == GO and info["path"] == f"{ENGINE_MODULE}/cmd/dockerd"
     assert "github.com/ishidawataru/sctp v0.0.0-20230406120618-7ff4192f6ff2" in info["deps"]  # type: ignore[operator]
     assert info["sums"]["golang.org/x/sys"] == "h1:QjkSwP/36a20jFYWkSue1YwXzLmsV5Gfq7Eiy72C1uc="  # type: ignore[index]
@@ -282,7 +282,7 @@ def test_go_version_m_parsing_keeps_sums_and_replacements() -> None:
         "github.com/docker/go-units": {"path": "github.com/example/go-units", "version": "v0.5.1", "sum": "h1:" + "A" * 43 + "="},
     }
     assert info["settings"]["GO386"] == "sse2"  # type: ignore[index]
-    assert parse_go_version_m("") == {}
+    assert parse_version_m("") == {}
 
 
 def test_go_purls_encode_what_purl_escapes() -> None:

@@ -1,24 +1,20 @@
-"""Asking GOPROXY about modules with the go command, as `dock32 bump` does: versions, their .info times, and their
-downloads (with the h1: sum), all in dock32's module cache."""
+"""The go command, wrapped once: its module environment, `go mod download -json` and `go list -m -json` read into
+data (modules with their h1: sums, versions, their .info times), `go version -m`, and `go env GOVERSION`. Every
+module of dock32 that asks go something asks it through here."""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dock32 import fetch
-from dock32.arch import build_machine_arch
-from dock32.config import BuildConfig, Toolchains
-from dock32.errors import Dock32Error, FetchError, ToolchainError
+from dock32.errors import FetchError
 from dock32.run import capture
 from dock32.settings import Settings
-from dock32.toolchain import go_version_of, resolve_go
 
 GO_TIMEOUT = 900  # seconds for one go command: a toolchain zip is about 70 MB
 
@@ -82,42 +78,76 @@ def tidy_error(text: str) -> str:
     return line
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    match = re.match(r"(?:go)?(\d+(?:\.\d+)*)", version)
-    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+def module_env(settings: Settings) -> dict[str, str]:
+    """Module and build caches live in the dock32 cache; GOPROXY, GONOSUMDB & co. pass through from the user."""
+    env = {
+        "GOMODCACHE": str(settings.gomodcache),
+        "GOCACHE": str(settings.gocache),
+        "GOTOOLCHAIN": "local",
+        "GOWORK": "off",
+        "GOFLAGS": "-mod=mod",
+    }
+    if settings.offline:
+        env["GOPROXY"] = "off"
+    return env
 
 
-def choose_go(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> tuple[str, str]:
-    """(the go command bump runs, what it is). The machine's `go`, unless it is older than the Go the config pins and
-    toolchains/go.yaml pins that Go for this machine: then the pinned one, provisioned and checked as a build does
-    (an old system go cannot read newer modules' go.mod files). Never a Go built from source: too slow for a bump."""
-    system = shutil.which("go")
-    if not system:
-        raise ToolchainError("no `go` command on PATH", hint="install Go (apt-get install golang-go, or `make setup`)")
-    system_version = go_version_of(system) or "unknown"
-    pin = toolchains.go.get(config.go_version)
-    build = build_machine_arch()
-    if _version_tuple(system_version) >= _version_tuple(config.go_version):
-        return system, f"{system_version} (the machine's go)"
-    if pin is None or f"linux-{build.names.go}" not in pin.sums:
-        return system, f"{system_version} (the machine's go; toolchains/go.yaml pins no Go {config.go_version} for linux-{build.names.go})"
-    try:
-        go, version, source = resolve_go(config, toolchains, settings, build)
-    except (Dock32Error, OSError) as exc:
-        return system, f"{system_version} (the machine's go: the pinned Go {config.go_version} could not be had: {exc})"
-    return go, f"{version} ({source})"
+def version_of(go: str | Path) -> str | None:
+    """What `go env GOVERSION` says (go1.26.8), or None if it cannot say."""
+    result = capture([go, "env", "GOVERSION"], env={"GOTOOLCHAIN": "local"})
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def parse_version_m(text: str) -> dict[str, object]:
+    """`go version -m` output as data: the Go version, main package and module, each dependency as "module version"
+    (its go.sum `h1:` in sums, where it was replaced in replace) and the build settings."""
+    lines = text.splitlines()
+    if not lines:
+        return {}
+    deps: list[str] = []
+    sums: dict[str, str] = {}
+    replace: dict[str, dict[str, str]] = {}
+    settings: dict[str, str] = {}
+    info: dict[str, object] = {"go": lines[0].split(": ", 1)[-1].strip(), "deps": deps, "sums": sums, "replace": replace, "settings": settings}
+    last_dep = None
+    for line in lines[1:]:
+        fields = line.strip().split("\t")
+        if fields[0] in ("path", "mod") and len(fields) >= 2:
+            info[fields[0]] = " ".join(fields[1:3])
+        elif fields[0] == "dep" and len(fields) >= 3:
+            last_dep = fields[1]
+            deps.append(" ".join(fields[1:3]))
+            if len(fields) >= 4 and fields[3]:
+                sums[fields[1]] = fields[3]
+        elif fields[0] == "=>" and len(fields) >= 2 and last_dep is not None:
+            # The line after a dep: what the build used instead (a local folder is "(devel)" and has no sum).
+            replace[last_dep] = {"path": fields[1], **({"version": fields[2]} if len(fields) >= 3 and fields[2] else {})}
+            if len(fields) >= 4 and fields[3]:
+                replace[last_dep]["sum"] = fields[3]
+        elif fields[0] == "build" and len(fields) >= 2 and "=" in fields[1]:
+            key, value = fields[1].split("=", 1)
+            settings[key] = value
+    return info
+
+
+def version_m(go: str, binary: Path) -> dict[str, object]:
+    """`go version -m`: the Go version, module and dependency versions and build settings stamped in a binary."""
+    result = capture([go, "version", "-m", binary], env={"GOTOOLCHAIN": "local"})
+    return parse_version_m(result.stdout) if result.returncode == 0 else {}
 
 
 class Go:
-    """The go command with dock32's module cache and the user's GOPROXY/GOSUMDB, run outside any module."""
+    """The go command with dock32's module cache and the user's GOPROXY/GOSUMDB, run in workdir: outside any
+    module to ask the proxy, or in a source tree to download what its module file names."""
 
-    def __init__(self, go: str, settings: Settings, workdir: Path) -> None:
-        self.go = go
+    def __init__(self, go: str | Path, settings: Settings, workdir: Path | None, timeout: float | None = GO_TIMEOUT) -> None:
+        self.go = str(go)
         self.settings = settings
         self.workdir = workdir
+        self.timeout = timeout
 
     def run_json(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
-        result = capture([self.go, *args], env=fetch.go_module_env(self.settings), cwd=self.workdir, timeout=GO_TIMEOUT)
+        result = capture([self.go, *args], env=module_env(self.settings), cwd=self.workdir, timeout=self.timeout)
         try:
             objects = list(_json_stream(result.stdout))
         except json.JSONDecodeError:
@@ -130,16 +160,17 @@ class Go:
             raise FetchError(f"{what}: go mod download {ref}: {found}", hint="check GOPROXY and the network")
         return found
 
-    def download_many(self, refs: list[str]) -> dict[str, Module | str]:
-        """Each ref (module@version) downloaded in one go command: its Module, or the reason it failed."""
+    def download_many(self, refs: list[str], flags: tuple[str, ...] = ()) -> dict[str, Module | str]:
+        """Each ref downloaded in one go command: its Module, or the reason it failed. A ref is module@version, or a
+        bare module path for the version the module file in workdir requires (flags: -modfile=...)."""
         if not refs:
             return {}
-        code, objects, stderr = self.run_json("mod", "download", "-json", *refs)
+        code, objects, stderr = self.run_json("mod", "download", "-json", *flags, *refs)
         found: dict[str, Module | str] = {}
         for info in objects:
-            ref = f"{info.get('Path')}@{info.get('Version')}"
-            if ref in refs:
-                found[ref] = self._module(info)
+            for ref in (f"{info.get('Path')}@{info.get('Version')}", str(info.get("Path"))):
+                if ref in refs:
+                    found[ref] = self._module(info)
         for ref in refs:
             found.setdefault(ref, tidy_error(stderr) or f"exit code {code}")
         return found
