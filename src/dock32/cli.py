@@ -13,7 +13,8 @@ from typing import Any
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 
-from dock32 import bump, publish, report
+from dock32 import publish, report
+from dock32.bump.command import command as bump_command
 from dock32.errors import ConfigError, Dock32Error
 from dock32.hostsetup import setup_host
 from dock32.tasks import ErrorKind, Project, TaskTimes, claim_workspace, doit_config, doit_tasks, fail, load_project
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["publish"] and {"-h", "--help"} & set(argv):
         return publish_command(argv[1:])
     if argv[:1] == ["bump"] and {"-h", "--help"} & set(argv):
-        return bump.command(Path.cwd(), argv[1:])
+        return bump_command(Path.cwd(), argv[1:])
     parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
     parser.add_argument(
         "command",
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(exc)
     if args.command == "bump":
         try:
-            return bump.command(project, doit_args, loaded.settings)
+            return bump_command(project, doit_args, loaded.settings)
         except Dock32Error as exc:
             fail(exc)
     if args.command == "setup":

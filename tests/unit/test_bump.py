@@ -10,22 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dock32.bump import (
-    CheckFindings,
-    check_report,
-    commit_for,
-    dockerfile_args,
-    installer_defaults,
-    module_path,
-    module_version,
-    names_module,
-    newest_before,
-    refusal,
-    rewrite_module_path,
-    upstream_arg,
-)
-from dock32.config import ArchiveSource, Component, GoModuleSource
-from dock32.enginetags import (
+from dock32.bump.check import CheckFindings, check_report
+from dock32.bump.enginetags import (
     INCOMPATIBLE_LINE,
     MOBY_V2_LINE,
     Candidate,
@@ -39,6 +25,10 @@ from dock32.enginetags import (
     parse_versions_file,
     span,
 )
+from dock32.bump.rules import refusal
+from dock32.bump.upstreamfiles import dockerfile_args, installer_defaults, upstream_arg
+from dock32.bump.versions import commit_for, module_path, module_version, names_module, newest_before, rewrite_module_path
+from dock32.config import ArchiveSource, Component, GoModuleSource
 from dock32.errors import ConfigError, FetchError
 from dock32.gocmd import tidy_error
 from dock32.yamledit import Change, append_go_pin, apply_changes, borrowed, comment_lines_naming, written_once
