@@ -24,8 +24,11 @@ from dock32.debs import package_version
 from dock32.errors import ConfigError, VerifyError
 from dock32.layout import Layout
 from dock32.rootfs import chroot_run, ensure_root, overlay
+from dock32.scenarios.check import expect, expect_equal, retry
+from dock32.scenarios.sandbox import REGISTRY_CONFIG, Sandbox
+from dock32.scenarios.scenario import ScenarioResult, run_scenario
+from dock32.scenarios.testimage import I386_IMAGE, import_i386_image
 from dock32.settings import Settings
-from dock32.verify import I386_IMAGE, REGISTRY_CONFIG, Sandbox, ScenarioResult, _expect, _retry, busybox_rootfs, run_scenario
 
 VOLUME = "dock32-upgrade-data"
 CONTAINER = "dock32-upgrade-keeps"
@@ -105,9 +108,8 @@ def _steps(sandbox: Sandbox, old_release: str, new_release: str, names: list[str
         return str(sandbox.docker("version", "--format", "{{.Server.Version}}").stdout.strip())
 
     def earlier_release_runs() -> str:
-        _expect(server_version(), old_release)
-        busybox = (sandbox.root / "bin" / "busybox").read_bytes()
-        sandbox.docker("import", "--platform", "linux/386", "--change", 'CMD ["/bin/sh"]', "-", I386_IMAGE, stdin=busybox_rootfs(busybox))
+        expect_equal(server_version(), old_release, "docker version")
+        import_i386_image(sandbox)
         sandbox.docker("volume", "create", VOLUME)
         sandbox.docker("run", "--rm", "-v", f"{VOLUME}:/data", I386_IMAGE, "sh", "-c", f"echo '{VOLUME_TEXT}' > /data/kept")
         # --stop-timeout: busybox sleep as PID 1 ignores SIGTERM, and each daemon stop would wait 10 s for it.
@@ -121,26 +123,26 @@ def _steps(sandbox: Sandbox, old_release: str, new_release: str, names: list[str
         chroot_run(sandbox.root, ["apt-get", "update", "-q"], sandbox.log, "apt-get update")
         chroot_run(sandbox.root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names], sandbox.log, "apt-get upgrade to this build")
         installed = sandbox.exec(["dpkg-query", "-W", "-f=${Version}\\n", *names]).stdout.split()
-        assert sorted(installed) == sorted(versions), f"after the upgrade: {installed}, expected {versions}"
+        expect_equal(sorted(installed), sorted(versions), "versions after the upgrade")
         return f"apt-get upgraded {len(names)} packages to {', '.join(sorted(set(versions)))}"
 
     def container_runs_again() -> str:
         before = sandbox.docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout.strip()
         # On a machine with an init system, the postinst's `invoke-rc.d docker restart` does this.
         sandbox.restart_daemons()
-        _expect(server_version(), new_release)
-        _retry(lambda: _expect(sandbox.docker("inspect", "-f", "{{.State.Running}}", CONTAINER).stdout.strip(), "true"), attempts=30)
+        expect_equal(server_version(), new_release, "docker version")
+        retry(lambda: expect_equal(sandbox.docker("inspect", "-f", "{{.State.Running}}", CONTAINER).stdout.strip(), "true", "running"), attempts=30)
         after = sandbox.docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout.strip()
-        assert after != before, "the container was never stopped: the daemons' restart did not happen"
+        expect(after != before, "the container was never stopped: the daemons' restart did not happen")
         return f"docker {new_release} runs the --restart=always container again"
 
     def volume_and_image_kept() -> str:
         text = sandbox.docker("run", "--rm", "-v", f"{VOLUME}:/data", I386_IMAGE, "cat", "/data/kept").stdout.strip()
-        _expect(text, VOLUME_TEXT)
+        expect_equal(text, VOLUME_TEXT, "the volume's file")
         images = sandbox.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-        assert I386_IMAGE in images, f"the image is gone: {images}"
+        expect(I386_IMAGE in images, f"the image is gone: {images}")
         exec_out = sandbox.docker("exec", CONTAINER, "cat", "/data/kept").stdout.strip()
-        _expect(exec_out, VOLUME_TEXT)
+        expect_equal(exec_out, VOLUME_TEXT, "the volume's file, read by docker exec")
         return "the volume's file, the image and the container's mount are all there"
 
     return [

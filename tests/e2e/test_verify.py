@@ -12,6 +12,9 @@ import pytest
 from dock32 import verify as verify_module
 from dock32.arch import Arch, build_machine_arch
 from dock32.layout import Layout
+from dock32.scenarios.catalogue import SCENARIOS
+from dock32.scenarios.scenario import Context, Scenario, kernel_has_sctp
+from dock32.scenarios.testimage import busybox_rootfs
 from dock32.tasks import load_project
 
 from .conftest import ROOT, dock32
@@ -54,8 +57,9 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     report = json.loads((release_build / "verify.json").read_text())
     statuses = {s["name"]: s["status"] for s in report["scenarios"]}
-    expected = {name: "known-bug" if name in verify_module.KNOWN_BUGS else "pass" for name in statuses}
-    if not verify_module.kernel_has_sctp():
+    known_bugs = {s.name for s in SCENARIOS if s.known_bug is not None}
+    expected = {name: "known-bug" if name in known_bugs else "pass" for name in statuses}
+    if not kernel_has_sctp():
         expected["SCTP port published"] = "skipped"
         assert {s["name"]: s["detail"] for s in report["scenarios"]}["SCTP port published"] == "no SCTP in this kernel"
     if build_machine_arch() is not Arch.AMD64:
@@ -68,27 +72,24 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
     assert leftovers(str(release_build / "verify.")) == []
 
 
-def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build: Path) -> None:
     project = load_project(ROOT)
     config, settings, packages = project.config, project.settings, project.packages
     layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
     seen: dict[str, object] = {}
 
-    def exploding(config, packages, layout, sandbox, scratch, log):  # type: ignore[no-untyped-def]
-        def boom() -> str:
-            seen["root"] = str(sandbox.root)
-            seen["answered"] = sandbox.docker("version").returncode == 0
-            busybox = (sandbox.root / "bin" / "busybox").read_bytes()
-            sandbox.docker("import", "-", "dock32/crash", stdin=verify_module.busybox_rootfs(busybox))
-            sandbox.docker("run", "-d", "dock32/crash", "/bin/sleep", "300")  # a shim and a container left running
-            seen["running"] = leftovers(str(release_build / "verify."))
-            raise RuntimeError("scenario crashed")
+    def boom(context: Context) -> str:
+        sandbox = context.sandbox
+        seen["root"] = str(sandbox.root)
+        seen["answered"] = sandbox.docker("version").returncode == 0
+        busybox = (sandbox.root / "bin" / "busybox").read_bytes()
+        sandbox.docker("import", "-", "dock32/crash", stdin=busybox_rootfs(busybox))
+        sandbox.docker("run", "-d", "dock32/crash", "/bin/sleep", "300")  # a shim and a container left running
+        seen["running"] = leftovers(str(release_build / "verify."))
+        raise RuntimeError("scenario crashed")
 
-        return [("crash", boom)]
-
-    monkeypatch.setattr(verify_module, "scenarios", exploding)
     with pytest.raises(RuntimeError, match="scenario crashed"):
-        verify_module.verify(config, packages, settings, layout)
+        verify_module.verify(config, packages, settings, layout, scenarios=(Scenario("crash", boom),))
     assert seen["answered"] is True, "the daemons were up when the scenario crashed"
     running = "\n".join(seen["running"])  # type: ignore[arg-type]
     assert all(name in running for name in ("containerd", "dockerd", "containerd-shim", "sleep 300")), "the check sees what a run starts"

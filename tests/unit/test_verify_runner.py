@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 
 from dock32.errors import VerifyError
-from dock32.verify import Skipped, busybox_rootfs, run_scenario
+from dock32.scenarios.check import ScenarioFailed, Skipped, fail
+from dock32.scenarios.scenario import run_scenario
+from dock32.scenarios.testimage import busybox_rootfs
 
-BUGS = {"known": "a reason"}
-
-
-def fail(message: str) -> str:
-    raise AssertionError(message)
+BUG = "a reason"
 
 
 def test_pass_fail_and_skip() -> None:
@@ -32,17 +33,18 @@ def test_pass_fail_and_skip() -> None:
 
 
 def test_known_bugs_show_but_a_fixed_one_must_be_removed() -> None:
-    known = run_scenario("known", lambda: fail("still broken"), BUGS)
+    known = run_scenario("known", lambda: fail("still broken"), BUG)
     assert (known.status, known.detail) == ("known-bug", "a reason (still broken)")
-    assert run_scenario("known", lambda: "works now", BUGS).status == "FIXED?"
+    assert run_scenario("known", lambda: "works now", BUG).status == "FIXED?"
 
     def skip() -> str:
         raise Skipped("cannot run here")
 
-    assert run_scenario("known", skip, BUGS).status == "skipped"
+    assert run_scenario("known", skip, BUG).status == "skipped"
 
 
-@pytest.mark.parametrize("crash", [RuntimeError("scenario crashed"), KeyboardInterrupt()])
+# AssertionError too: checks fail by ScenarioFailed, so an AssertionError is a bug in a check, not a failed one.
+@pytest.mark.parametrize("crash", [RuntimeError("scenario crashed"), KeyboardInterrupt(), AssertionError("a stray assert")])
 def test_a_crash_or_interrupt_propagates_to_the_cleanup(crash: BaseException) -> None:
     def explode() -> str:
         raise crash
@@ -51,12 +53,14 @@ def test_a_crash_or_interrupt_propagates_to_the_cleanup(crash: BaseException) ->
         run_scenario("a", explode)
 
 
-def test_test_image_layout() -> None:
-    import io
-    import tarfile
+def test_a_scenario_failure_is_a_verify_error() -> None:
+    """One raised outside a scenario (a sandbox command of the runner's) still ends dock32 as a verify error."""
+    assert issubclass(ScenarioFailed, VerifyError)
 
+
+def test_test_image_layout() -> None:
     with tarfile.open(fileobj=io.BytesIO(busybox_rootfs(b"\x7fELF-busybox"))) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert members["bin/busybox"].mode == 0o755
     assert members["bin/sh"].issym() and members["bin/sh"].linkname == "busybox"
-    assert tar is not None and "www/index.html" in members
+    assert "www/index.html" in members

@@ -1,0 +1,207 @@
+"""verify's scenarios as data: which apply to a flavour on a machine, in what order, and that a failing check fails
+by ScenarioFailed, never by an assert that `python -O` would drop (tests/integration/test_verify_optimized.py runs
+this file under -O)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import itertools
+import pkgutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dock32 import scenarios as scenarios_package
+from dock32.config import BuildConfig, load_config
+from dock32.flavour import Flavour
+from dock32.layout import Layout
+from dock32.scenarios import containers, engine
+from dock32.scenarios.catalogue import SCENARIOS
+from dock32.scenarios.check import ScenarioFailed, expect, expect_equal
+from dock32.scenarios.sandbox import Sandbox
+from dock32.scenarios.scenario import Context, Need, Scenario, run_selected, select
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "dock32"
+EVERYTHING = frozenset(Need)
+FLAVOURS = (Flavour("native32", "sse2"), Flavour("native32", "softfloat"), Flavour("multiarch64", "sse2"))
+UPGRADE_THEN_PURGE = "upgrade with a --restart=always container, then purge"
+
+# The names, in the order they run (README and the e2e tests quote them).
+NATIVE32_NAMES = [
+    "docker version: client and server linux/386",
+    "docker info",
+    "containerd and runc are the pinned builds",
+    "containerd runs with the packaged config",
+    "run an i386 image",
+    "--init runs docker-init as PID 1",
+    "i386 container has seccomp on",
+    "bridge network: container reaches container by name",
+    "published port via docker-proxy",
+    "SCTP port published",
+    "docker build through BuildKit",
+    "registry round-trip on loopback",
+    "docker compose up and down",
+    "docker exec enters the container",
+    "amd64 image under the default seccomp profile",
+    "amd64-only image pulled without --platform",
+    UPGRADE_THEN_PURGE,
+]
+
+
+def names(flavour: Flavour, offers: frozenset[Need] = EVERYTHING) -> list[str]:
+    return [s.name for s in select(SCENARIOS, flavour, offers)]
+
+
+def skips(flavour: Flavour, offers: frozenset[Need]) -> dict[str, str]:
+    return {s.name: s.skip for s in select(SCENARIOS, flavour, offers) if s.skip is not None}
+
+
+def test_native32_runs_every_scenario_but_softfloats_in_order() -> None:
+    assert names(Flavour()) == NATIVE32_NAMES
+    assert skips(Flavour(), EVERYTHING) == {}
+
+
+def test_softfloat_adds_its_check_before_the_last() -> None:
+    assert names(Flavour("native32", "softfloat")) == [*NATIVE32_NAMES[:-1], "softfloat: no SSE outside the runtime's CPU checks", UPGRADE_THEN_PURGE]
+
+
+def test_the_version_scenario_names_the_flavours_go_architecture() -> None:
+    assert names(Flavour("multiarch64"))[0] == "docker version: client and server linux/amd64"
+    assert names(Flavour("multiarch64"))[1:] == NATIVE32_NAMES[1:]
+
+
+def test_a_kernel_without_sctp_skips_only_the_sctp_scenario() -> None:
+    assert skips(Flavour(), EVERYTHING - {Need.SCTP}) == {"SCTP port published": "no SCTP in this kernel"}
+
+
+def test_an_i386_machine_skips_both_amd64_scenarios_with_their_reasons() -> None:
+    assert skips(Flavour(), frozenset({Need.SCTP})) == {
+        "amd64 image under the default seccomp profile": "this build machine is not amd64, so it has no amd64 busybox at hand",
+        "amd64-only image pulled without --platform": "this kernel does not run x86_64 programs",
+    }
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS, ids=lambda f: f.target_name)
+def test_whatever_the_machine_the_same_scenarios_run_in_the_same_order_upgrade_then_purge_last(flavour: Flavour) -> None:
+    """A missing need skips a scenario in its place; it never drops or moves one, and the purge stays last."""
+    for size in range(len(Need) + 1):
+        for offers in itertools.combinations(Need, size):
+            assert names(flavour, frozenset(offers)) == names(flavour)
+    assert names(flavour)[-1] == UPGRADE_THEN_PURGE
+    assert len(set(names(flavour))) == len(names(flavour))
+
+
+def test_every_scenario_in_the_package_is_in_the_catalogue_once() -> None:
+    defined = [
+        value
+        for module in pkgutil.iter_modules(scenarios_package.__path__)
+        for value in vars(importlib.import_module(f"dock32.scenarios.{module.name}")).values()
+        if isinstance(value, Scenario) and module.name != "catalogue"
+    ]
+    assert sorted(s.name for s in defined) == sorted(s.name for s in SCENARIOS)
+    assert len(SCENARIOS) == len(set(SCENARIOS))
+
+
+@pytest.mark.parametrize("path", [*sorted((SRC / "scenarios").glob("*.py")), SRC / "verify.py", SRC / "upgrade.py"], ids=lambda p: p.name)
+def test_no_check_is_an_assert(path: Path) -> None:
+    """`python -O -m dock32.cli verify` drops assert statements: a check written as one would always pass."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    asserts = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assert)]
+    assert asserts == [], f"{path.name}: assert on lines {asserts}; use expect() or fail() from dock32.scenarios.check"
+
+
+# --- checks on a recorded sandbox ----------------------------------------------------------------
+
+
+class RecordedSandbox(Sandbox):
+    """A sandbox whose commands answer what the daemons printed in a run: (exit code, stdout) by argv."""
+
+    def __init__(self, folder: Path, answers: dict[tuple[str, ...], tuple[int, str]]) -> None:
+        super().__init__(folder, folder, folder / "verify.log")
+        self.answers = answers
+
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
+        code, stdout = self.answers.get(tuple(argv), (127, ""))
+        return subprocess.CompletedProcess(argv, code, stdout, "" if code == 0 else f"{argv[0]}: failed\n")
+
+
+@pytest.fixture
+def config() -> BuildConfig:
+    return load_config(ROOT / "buildcfg.yaml")
+
+
+def context_of(config: BuildConfig, folder: Path, answers: dict[tuple[str, ...], tuple[int, str]]) -> Context:
+    layout = Layout.of(folder / "build", folder / "dist", config.target, config.project_dir)
+    return Context(config, (), layout, RecordedSandbox(folder, answers), folder, folder / "verify.log")
+
+
+VERSION_COMMAND = (
+    "/usr/bin/docker", "version", "--format",
+    "{{.Client.Os}}/{{.Client.Arch}} {{.Client.Version}} {{.Server.Os}}/{{.Server.Arch}} {{.Server.Version}}",
+)
+
+
+def version_answer(config: BuildConfig, goarch: str) -> dict[tuple[str, ...], tuple[int, str]]:
+    cli, daemon = config.component("cli").version, config.component("engine").version
+    return {VERSION_COMMAND: (0, f"linux/{goarch} {cli} linux/{goarch} {daemon}\n")}
+
+
+def test_the_version_check_passes_on_the_flavours_architecture(config: BuildConfig, tmp_path: Path) -> None:
+    out = engine.version(context_of(config, tmp_path, version_answer(config, "386")))
+    assert out.startswith("linux/386 ")
+    multiarch64 = dataclasses.replace(config, flavour=Flavour("multiarch64"))
+    assert engine.version(context_of(multiarch64, tmp_path, version_answer(config, "amd64"))).startswith("linux/amd64 ")
+
+
+def test_the_version_check_fails_on_another_architecture(config: BuildConfig, tmp_path: Path) -> None:
+    with pytest.raises(ScenarioFailed, match=r"docker version: 'linux/amd64 .*', expected 'linux/386 "):
+        engine.version(context_of(config, tmp_path, version_answer(config, "amd64")))
+
+
+def test_a_command_that_fails_fails_the_check(config: BuildConfig, tmp_path: Path) -> None:
+    with pytest.raises(ScenarioFailed, match=r"`/usr/bin/docker version --format .*` exited 127"):
+        engine.version(context_of(config, tmp_path, {}))
+    assert "(exit 127," in (tmp_path / "verify.log").read_text(), "the sandbox logs every command"
+
+
+def test_seccomp_fails_where_the_filter_lets_the_probe_through(config: BuildConfig, tmp_path: Path) -> None:
+    image = "dock32/busybox:i386"
+    probe = ("/bin/busybox", "linux32", "-R", "/bin/true")
+    answers = {
+        ("/usr/bin/docker", "run", "--rm", image, "grep", "Seccomp:", "/proc/self/status"): (0, "Seccomp:\t2\n"),
+        ("/usr/bin/docker", "run", "--rm", "--security-opt", "seccomp=unconfined", image, *probe): (0, ""),
+    }
+    # The default profile refuses the probe (an unrecorded command exits 127), as it should.
+    assert containers.seccomp_i386(context_of(config, tmp_path, answers)).startswith("Seccomp: 2;")
+    answers[("/usr/bin/docker", "run", "--rm", image, *probe)] = (0, "")
+    with pytest.raises(ScenarioFailed, match=r"personality\(ADDR_NO_RANDOMIZE\) succeeded under the default profile"):
+        containers.seccomp_i386(context_of(config, tmp_path, answers))
+
+
+def test_a_failing_scenario_is_reported_as_failed(config: BuildConfig, tmp_path: Path) -> None:
+    (selected, *_) = select(SCENARIOS, config.flavour, EVERYTHING)
+    result = run_selected(selected, context_of(config, tmp_path, version_answer(config, "amd64")))
+    assert (result.name, result.status) == ("docker version: client and server linux/386", "FAIL")
+    assert result.detail.startswith("docker version: 'linux/amd64 ")
+
+
+def test_a_skipped_scenario_is_not_run(config: BuildConfig, tmp_path: Path) -> None:
+    (sctp,) = [s for s in select(SCENARIOS, config.flavour, frozenset()) if s.name == "SCTP port published"]
+    result = run_selected(sctp, context_of(config, tmp_path, {}))
+    assert (result.status, result.detail, result.seconds) == ("skipped", "no SCTP in this kernel", 0.0)
+    assert not (tmp_path / "verify.log").exists(), "no command was sent"
+
+
+def test_expect_helpers() -> None:
+    expect(True, "never shown")
+    assert expect_equal("a", "a") == "a"
+    with pytest.raises(ScenarioFailed, match="^the reason$"):
+        expect(False, "the reason")
+    with pytest.raises(ScenarioFailed, match=r"^running: 'false', expected 'true'$"):
+        expect_equal("false", "true", "running")
+    with pytest.raises(ScenarioFailed, match=r"^\[1\], expected \[\]$"):
+        expect_equal([1], [])
