@@ -100,8 +100,9 @@ def plain_build(scratch: Path) -> float:
         tree = layout.source_tree(component.name)
         for binary in component.binaries:
             if isinstance(binary, GoBinary):
-                argv = go_build_argv(config, component, binary, toolchain.go, raw_out / binary.name)
-                subprocess.run(argv, cwd=tree, env={**os.environ, **go_build_env(config, component, toolchain, raw_cache)}, check=True)
+                argv = go_build_argv(component, binary, config.release.date, toolchain.go, raw_out / binary.name)
+                env = go_build_env(component, config.flavour, config.release.date, toolchain, raw_cache)
+                subprocess.run(argv, cwd=tree, env={**os.environ, **env}, check=True)
             elif isinstance(binary, CMakeBinary):
                 work = scratch / "cmake"
                 subprocess.run(["cmake", "-S", tree, "-B", work, f"-DCMAKE_C_COMPILER={toolchain.cc}", "-DCMAKE_BUILD_TYPE=Release", *binary.args],

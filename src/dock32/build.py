@@ -6,16 +6,18 @@ import hashlib
 import json
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from dock32 import atomic, diskspace, gocmd
-from dock32.config import ArchiveSource, BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
+from dock32.config import ArchiveSource, CMakeBinary, Component, GoBinary, GoModuleSource
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module
-from dock32.layout import Layout
+from dock32.flavour import Flavour
 from dock32.patches import apply_series, read_series
 from dock32.run import run
 from dock32.settings import Settings
+from dock32.stages import CompileInput, FetchInput, ManifestInput, SourceInput, ToolchainInput
 from dock32.toolchain import ResolvedToolchain, c_library_record, c_runtime_record, resolve
 from dock32.trees import copy_writable
 
@@ -26,17 +28,18 @@ STAMP = ".dock32-prepared"
 MANIFEST_FORMAT = 3
 
 
-def provision_toolchain(config: BuildConfig, toolchains: Toolchains, settings: Settings, layout: Layout) -> None:
-    atomic.write_text(layout.toolchain_record, resolve(config, toolchains, settings).to_json())
+def provision_toolchain(inputs: ToolchainInput, settings: Settings) -> None:
+    resolved = resolve(inputs.go_version, inputs.toolchains, inputs.host_arch, inputs.c_parts, settings)
+    atomic.write_text(inputs.output, resolved.to_json())
 
 
-def fetch_source(component: Component, settings: Settings, layout: Layout) -> None:
-    if isinstance(component.source, GoModuleSource):
-        go = ResolvedToolchain.from_file(layout.toolchain_record).go
-        fetched = fetch_module(component.name, component.source, Path(go), settings)
+def fetch_source(inputs: FetchInput, settings: Settings) -> None:
+    if isinstance(inputs.source, GoModuleSource):
+        go = ResolvedToolchain.from_file(inputs.toolchain).go
+        fetched = fetch_module(inputs.name, inputs.source, Path(go), settings)
     else:
-        fetched = fetch_archive(component.name, component.source, settings)
-    atomic.write_text(layout.source_record(component.name), json.dumps(fetched.to_json(), indent=2, sort_keys=True) + "\n")
+        fetched = fetch_archive(inputs.name, inputs.source, settings)
+    atomic.write_text(inputs.output, json.dumps(fetched.to_json(), indent=2, sort_keys=True) + "\n")
 
 
 PATCHED_MODULES_DIR = "_dock32/modules"
@@ -73,22 +76,23 @@ def prepare_tree(source: GoModuleSource | ArchiveSource, pristine: Path, tree: P
         _copy_patched_modules(source, tree, go, settings)
 
 
-def prepare_source(config: BuildConfig, component: Component, settings: Settings, layout: Layout) -> None:
+def prepare_source(inputs: SourceInput, settings: Settings) -> None:
     """Copy the pristine tree and apply the patch series; the tree appears under its name only when complete."""
     # Fetching again right before use is a check of the cached tree (cheap unless it was touched), which
     # fetches it anew if it was altered since the fetch task ran.
-    fetch_source(component, settings, layout)
-    fetched = FetchedSource(**json.loads(layout.source_record(component.name).read_text(encoding="utf-8")))
-    destination = layout.source_tree(component.name)
-    diskspace.require(destination.parent, diskspace.tree_size(Path(fetched.tree)) + diskspace.SOURCE_TREE_MARGIN, f"the {component.name} source tree")
+    fetch = inputs.fetch
+    fetch_source(fetch, settings)
+    fetched = FetchedSource(**json.loads(fetch.output.read_text(encoding="utf-8")))
+    destination = inputs.tree
+    diskspace.require(destination.parent, diskspace.tree_size(Path(fetched.tree)) + diskspace.SOURCE_TREE_MARGIN, f"the {fetch.name} source tree")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=component.name + ".", suffix=".partial", dir=destination.parent))
+    staging = Path(tempfile.mkdtemp(prefix=fetch.name + ".", suffix=".partial", dir=destination.parent))
     try:
         tree = staging / "tree"
         # Only a Go module's tree asks the go command (for patch_modules); a tarball's source task runs without a toolchain.
-        go = ResolvedToolchain.from_file(layout.toolchain_record).go if isinstance(component.source, GoModuleSource) else None
-        prepare_tree(component.source, Path(fetched.tree), tree, go, settings)
-        applied = apply_series(read_series(layout.patch_dir(component.name)), tree, component.version, config.host_arch.names.go)
+        go = ResolvedToolchain.from_file(fetch.toolchain).go if isinstance(fetch.source, GoModuleSource) else None
+        prepare_tree(fetch.source, Path(fetched.tree), tree, go, settings)
+        applied = apply_series(read_series(inputs.patch_dir), tree, inputs.version, inputs.goarch)
         stamp = {
             "source": fetched.hash,
             "patches": [{"name": p.path.name, "sha256": hashlib.sha256(p.path.read_bytes()).hexdigest()} for p in applied],
@@ -101,39 +105,39 @@ def prepare_source(config: BuildConfig, component: Component, settings: Settings
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def ldflag_values(config: BuildConfig, component: Component) -> dict[str, str]:
+def ldflag_values(component: Component, release_date: datetime) -> dict[str, str]:
     return {
         "version": component.version,
         "commit": component.commit,
-        "build_time": config.release.date.strftime("%Y-%m-%dT%H:%M:%S.000000000+00:00"),
+        "build_time": release_date.strftime("%Y-%m-%dT%H:%M:%S.000000000+00:00"),
     }
 
 
-def c_flags(config: BuildConfig, toolchain: ResolvedToolchain) -> str:
+def c_flags(flavour: Flavour, toolchain: ResolvedToolchain) -> str:
     """The C compiler flags for this build: the toolchain's, and for softfloat no SSE at all."""
     flags = toolchain.c_env.get("CGO_CFLAGS", "").split()
-    flags = [*flags, *config.flavour.c_flags]
+    flags = [*flags, *flavour.c_flags]
     # Setting CGO_CFLAGS replaces cgo's default, -O2 -g: keep it.
     return " ".join(["-O2", "-g", *flags]) if flags else ""
 
 
-def go_build_env(config: BuildConfig, component: Component, toolchain: ResolvedToolchain, settings: Settings) -> dict[str, str]:
+def go_build_env(component: Component, flavour: Flavour, release_date: datetime, toolchain: ResolvedToolchain, settings: Settings) -> dict[str, str]:
     env = {
         **gocmd.module_env(settings),
         "GOOS": "linux",
-        **config.flavour.go_env,
+        **flavour.go_env,
         "CGO_ENABLED": "1" if component.cgo else "0",
-        "SOURCE_DATE_EPOCH": str(config.release.epoch),
+        "SOURCE_DATE_EPOCH": str(int(release_date.timestamp())),
     }
     if component.cgo:
         env.update(toolchain.c_env)
-        if c_flags(config, toolchain):
-            env["CGO_CFLAGS"] = c_flags(config, toolchain)
+        if c_flags(flavour, toolchain):
+            env["CGO_CFLAGS"] = c_flags(flavour, toolchain)
     return env
 
 
-def go_build_argv(config: BuildConfig, component: Component, binary: GoBinary, go: str, output: Path) -> list[str]:
-    values = ldflag_values(config, component)
+def go_build_argv(component: Component, binary: GoBinary, release_date: datetime, go: str, output: Path) -> list[str]:
+    values = ldflag_values(component, release_date)
     # An empty Go build ID, as runc's own release build links (script/release_build.sh). The linker derives
     # the ID from the build IDs of every compiled package, and some packages (buildkit's frontend/gateway/pb in
     # buildx 0.37) get a different one on each cold compile of the same code, so two cold builds differed by it.
@@ -150,38 +154,37 @@ def go_build_argv(config: BuildConfig, component: Component, binary: GoBinary, g
     return argv
 
 
-def compile_binary(config: BuildConfig, component: Component, binary: GoBinary | CMakeBinary, settings: Settings, layout: Layout) -> None:
-    toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
-    tree = layout.source_tree(component.name)
-    final = layout.binary(binary.name)
+def compile_binary(inputs: CompileInput, settings: Settings) -> None:
+    component, binary = inputs.component, inputs.binary
+    toolchain = ResolvedToolchain.from_file(inputs.toolchain)
+    tree = inputs.tree
+    final = inputs.output
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(final.name + ".partial")
     partial.unlink(missing_ok=True)
     diskspace.require(final.parent, diskspace.COMPILE_OUTPUT_NEED, f"compiling {binary.name}")
     diskspace.require(settings.gocache, diskspace.COMPILE_CACHE_NEED, f"the Go build cache while compiling {binary.name}")
-    log = layout.log(f"compile-{binary.name}")
+    log = inputs.log
     log.unlink(missing_ok=True)
     try:
         if isinstance(binary, GoBinary):
-            env = go_build_env(config, component, toolchain, settings)
-            run(go_build_argv(config, component, binary, toolchain.go, partial), env=env, cwd=tree, log=log, what=f"compile {binary.name}")
+            env = go_build_env(component, inputs.flavour, inputs.release_date, toolchain, settings)
+            run(go_build_argv(component, binary, inputs.release_date, toolchain.go, partial), env=env, cwd=tree, log=log, what=f"compile {binary.name}")
         else:
-            _cmake_build(config, component, binary, toolchain, tree, partial, layout, log)
+            _cmake_build(inputs, binary, toolchain, partial)
         partial.replace(final)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def _cmake_build(
-    config: BuildConfig, component: Component, binary: CMakeBinary, toolchain: ResolvedToolchain, tree: Path, output: Path, layout: Layout, log: Path
-) -> None:
+def _cmake_build(inputs: CompileInput, binary: CMakeBinary, toolchain: ResolvedToolchain, output: Path) -> None:
     if toolchain.cc is None:
         raise BuildError(f"compile {binary.name}: no C compiler was resolved", hint="run `dock32 doctor`")
-    work = layout.cmake_dir(component.name) / binary.name
+    tree, work, log = inputs.tree, inputs.work / binary.name, inputs.log
     shutil.rmtree(work, ignore_errors=True)
     # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
-    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", c_flags(config, toolchain)]).strip()
-    env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
+    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", c_flags(inputs.flavour, toolchain)]).strip()
+    env = {"SOURCE_DATE_EPOCH": str(int(inputs.release_date.timestamp()))}
     # The toolchain's link flags (where the crt files, libgcc and libc come from) apply to tini as to cgo.
     link = [f"-DCMAKE_EXE_LINKER_FLAGS={toolchain.c_env['CGO_LDFLAGS']}"] if toolchain.c_env.get("CGO_LDFLAGS") else []
     run(
@@ -195,11 +198,12 @@ def _cmake_build(
     output.chmod(0o755)
 
 
-def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> None:
+def write_manifest(inputs: ManifestInput, settings: Settings) -> None:
+    layout = inputs.layout
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
     components = {}
     binaries = {}
-    for component in config.components:
+    for component in inputs.components:
         record = json.loads(layout.source_record(component.name).read_text(encoding="utf-8"))
         stamp = json.loads((layout.source_tree(component.name) / STAMP).read_text(encoding="utf-8"))
         source = component.source
@@ -227,13 +231,13 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
                 entry["cc"] = toolchain.cc_version
             binaries[binary.name] = entry
     manifest = {
-        "release": config.release.version,
-        "source_date_epoch": config.release.epoch,
-        "target": config.target,
-        "strategy": config.flavour.strategy,
-        "arch": config.host_arch.names.debian,  # the binaries'; the packages' is deb_arch
-        "deb_arch": config.deb_arch.names.debian,
-        **config.flavour.as_record(),  # strategy again (it stays first), and go386 where it applies
+        "release": inputs.release.version,
+        "source_date_epoch": inputs.release.epoch,
+        "target": inputs.target,
+        "strategy": inputs.flavour.strategy,
+        "arch": inputs.flavour.host_arch.names.debian,  # the binaries'; the packages' is deb_arch
+        "deb_arch": inputs.flavour.deb_arch.names.debian,
+        **inputs.flavour.as_record(),  # strategy again (it stays first), and go386 where it applies
         "toolchain": {
             "go": toolchain.go_version,
             "go_pinned": toolchain.go_pinned,
@@ -244,4 +248,4 @@ def write_manifest(config: BuildConfig, settings: Settings, layout: Layout) -> N
         "components": components,
         "binaries": binaries,
     }
-    atomic.write_text(layout.manifest, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    atomic.write_text(inputs.output, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

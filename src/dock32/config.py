@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from dock32.arch import Arch
 from dock32.flavour import GO386_MODES, STRATEGIES, Flavour, FlavourError
@@ -93,6 +94,29 @@ class Release:
         return int(self.date.timestamp())
 
 
+class Built(Protocol):
+    """What a release build is made of: its release, flavour and components. BuildConfig is one, and so is each
+    packaging stage's input, so the code that reads them serves the plan and the tasks alike."""
+
+    @property
+    def release(self) -> Release: ...
+
+    @property
+    def flavour(self) -> Flavour: ...
+
+    @property
+    def components(self) -> tuple[Component, ...]: ...
+
+    def component(self, name: str) -> Component: ...
+
+
+def component_named(components: tuple[Component, ...], name: str) -> Component:
+    for component in components:
+        if component.name == name:
+            return component
+    raise KeyError(name)
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     path: Path
@@ -124,10 +148,7 @@ class BuildConfig:
         return name if self.packaging.distro_name == DEFAULT_DISTRO else f"{name}-{self.packaging.distro_name}"
 
     def component(self, name: str) -> Component:
-        for component in self.components:
-            if component.name == name:
-                return component
-        raise KeyError(name)
+        return component_named(self.components, name)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,14 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from dock32 import atomic, diskspace
-from dock32.config import BuildConfig, Component, DebPackage, GoModuleSource, Packaging
+from dock32.config import Built, Component, DebPackage, GoModuleSource, Packaging
 from dock32.errors import PackageError
 from dock32.layout import Layout
 from dock32.run import capture, run
+from dock32.settings import Settings
 from dock32.signing import KEYRING, SIGNATURES, public_keyring
 from dock32.signing import sign_release as sign_release  # dock32 publish signs with it too
+from dock32.stages import PackageInput, RepositoryInput
 
 # xz for the data member: the x86 branch filter and a 64 MiB window pack the
 # Go binaries within 5% of `xz -6` at about three times its speed (`make
@@ -31,14 +33,14 @@ XZ_DATA_FILTERS = ("--x86", "--lzma2=preset=2,dict=64MiB")
 ZSTD_WARNING = "packages compressed with zstd need dpkg >= 1.21.18 (Debian 12, Ubuntu 21.10); older 32-bit systems cannot install them"
 
 
-def placeholder_values(config: BuildConfig, packaging: Packaging) -> dict[str, str]:
+def placeholder_values(config: Built, packaging: Packaging) -> dict[str, str]:
     """What {<component>} and {distro_suffix} stand for in packages.yaml's versions and relations."""
     values = {c.name: c.version.removeprefix("v") for c in config.components}
     values["distro_suffix"] = packaging.distro.version_suffix(packaging.revision) + config.flavour.version_suffix
     return values
 
 
-def package_version(package: DebPackage, config: BuildConfig, packaging: Packaging) -> str:
+def package_version(package: DebPackage, config: Built, packaging: Packaging) -> str:
     return package.version.format(**placeholder_values(config, packaging))
 
 
@@ -51,7 +53,7 @@ def sbom_filename(package: DebPackage, version: str, arch: str) -> str:
     return deb_filename(package, version, arch).removesuffix(".deb") + ".spdx.json"
 
 
-def _relations(package: DebPackage, config: BuildConfig, packaging: Packaging) -> dict[str, str]:
+def _relations(package: DebPackage, config: Built, packaging: Packaging) -> dict[str, str]:
     values = placeholder_values(config, packaging)
     fields = {
         "Pre-Depends": package.pre_depends,
@@ -85,7 +87,7 @@ def gzip_reproducibly(data: bytes, epoch: int) -> bytes:
     return buffer.getvalue()
 
 
-def _copyright(package: DebPackage, config: BuildConfig, layout: Layout) -> str:
+def _copyright(package: DebPackage, config: Built, layout: Layout) -> str:
     component = config.component(package.license_from)
     source = component.source
     upstream = source.ref if isinstance(source, GoModuleSource) else source.urls[0]
@@ -106,32 +108,32 @@ def _copyright(package: DebPackage, config: BuildConfig, layout: Layout) -> str:
     return "\n".join(stanzas)
 
 
-def _changelog(package: DebPackage, version: str, config: BuildConfig, packaging: Packaging) -> str:
+def _changelog(package: DebPackage, version: str, config: Built, packaging: Packaging) -> str:
     """One entry: the Docker release and, since a plugin's or containerd.io's version is not Docker's, the upstream
     versions of what the package carries."""
     date = email.utils.format_datetime(config.release.date)
     upstream = ", ".join(f"{c.name} {c.version.removeprefix('v')}" for c in packaged_components(package, config))
     return (
         f"{package.source} ({version}) {packaging.distro.codename}; urgency=medium\n\n"
-        f"  * Docker {config.release.version} built for {config.deb_arch.names.debian} by dock32{_programs_note(config)}.\n"
+        f"  * Docker {config.release.version} built for {config.flavour.deb_arch.names.debian} by dock32{_programs_note(config)}.\n"
         f"  * Upstream: {upstream}.\n\n"
         f" -- {packaging.maintainer}  {date}\n"
     )
 
 
-def packaged_components(package: DebPackage, config: BuildConfig) -> list[Component]:
+def packaged_components(package: DebPackage, config: Built) -> list[Component]:
     """The components whose binaries the package carries, in the config's order (containerd.io: containerd, runc)."""
     binaries = {f.binary for f in package.files if f.binary} | {f.run[0] for f in package.files if f.run}
     return [c for c in config.components if any(b.name in binaries for b in c.binaries)]
 
 
-def _programs_note(config: BuildConfig) -> str:
+def _programs_note(config: Built) -> str:
     """For packages whose programs are for another architecture than the package (multiarch64); lintian wants
     changelog lines within 80 columns."""
     return config.flavour.programs_note
 
 
-def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout, root: Path) -> str:
+def stage_package(package: DebPackage, config: Built, packaging: Packaging, layout: Layout, root: Path) -> str:
     """Lay out the package's files and DEBIAN/ under root; returns its version."""
     version = package_version(package, config, packaging)
     conffiles = []
@@ -186,7 +188,7 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     if package.source != package.name:
         control["Source"] = package.source
     control["Version"] = version
-    control["Architecture"] = config.deb_arch.names.debian
+    control["Architecture"] = config.flavour.deb_arch.names.debian
     control["Maintainer"] = packaging.maintainer
     control["Installed-Size"] = str(installed_size_kib(root))
     control.update(_relations(package, config, packaging))
@@ -221,7 +223,7 @@ def stage_package(package: DebPackage, config: BuildConfig, packaging: Packaging
     return version
 
 
-def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
+def build_deb(package: DebPackage, config: Built, packaging: Packaging, layout: Layout) -> None:
     """Stage, pack with dpkg-deb, and for xz recompress the data member; the .deb appears only when complete."""
     dist = layout.dist_dir
     dist.mkdir(parents=True, exist_ok=True)
@@ -233,7 +235,7 @@ def build_deb(package: DebPackage, config: BuildConfig, packaging: Packaging, la
         root = work / "root"
         root.mkdir()
         version = stage_package(package, config, packaging, layout, root)
-        final = dist / deb_filename(package, version, config.deb_arch.names.debian)
+        final = dist / deb_filename(package, version, config.flavour.deb_arch.names.debian)
         partial = work / final.name
         env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
         if packaging.compression == "zstd":
@@ -299,12 +301,12 @@ def write_release(folder: Path, fields: dict[str, str], indexes: list[Path]) -> 
     atomic.write_text(folder / "Release", release.dump())
 
 
-def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
+def write_repository(packages: tuple[DebPackage, ...], config: Built, packaging: Packaging, layout: Layout) -> None:
     """A flat apt repository in dist/<target>/: Packages, Packages.gz, Release, SHA256SUMS; with packaging.gpg_key,
     InRelease, Release.gpg and the key's public keyring (signing.KEYRING) too."""
 
     dist = layout.dist_dir
-    arch = config.deb_arch.names.debian
+    arch = config.flavour.deb_arch.names.debian
     debs = [dist / deb_filename(p, package_version(p, config, packaging), arch) for p in packages]
     # Each .deb is read once: Packages, the manifest and SHA256SUMS share these.
     hashed = {deb.name: file_hashes(deb) for deb in debs}
@@ -313,7 +315,7 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     fields = {
         "Origin": "dock32", "Label": "dock32", "Suite": packaging.distro.codename, "Codename": packaging.distro.codename,
         "Date": email.utils.format_datetime(config.release.date, usegmt=True), "Architectures": arch,
-        "Description": f"Docker {config.release.version} for {arch} ({config.target}), built by dock32",
+        "Description": f"Docker {config.release.version} for {arch} ({layout.target}), built by dock32",
     }
     write_release(dist, fields, indexes)
     for name in (*SIGNATURES, KEYRING):
@@ -339,3 +341,13 @@ def write_repository(packages: tuple[DebPackage, ...], config: BuildConfig, pack
     listed = sorted(p.name for p in dist.iterdir() if p.is_file() and p.name != "SHA256SUMS")
     digests = {n: hashed[n]["sha256"] if n in hashed else file_hashes(dist / n)["sha256"] for n in listed}
     atomic.write_text(dist / "SHA256SUMS", "".join(f"{digests[n]}  {n}\n" for n in listed))
+
+
+def pack(inputs: PackageInput, settings: Settings) -> None:
+    """The package task: one .deb, from its stage input alone."""
+    build_deb(inputs.package, inputs, inputs.packaging, inputs.layout)
+
+
+def index(inputs: RepositoryInput, settings: Settings) -> None:
+    """The repository task: the apt index, checksums and manifest of the target's packages, from its stage input alone."""
+    write_repository(inputs.packages, inputs, inputs.packaging, inputs.layout)

@@ -5,7 +5,6 @@ Tests read this plan directly; tasks.py hands it to doit.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import shutil
 from collections.abc import Callable
@@ -20,6 +19,17 @@ from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource, Toolchains
 from dock32.layout import Layout
 from dock32.settings import Settings
+from dock32.stages import (
+    CompileInput,
+    FetchInput,
+    ManifestInput,
+    PackageInput,
+    RepositoryInput,
+    SbomInput,
+    SourceInput,
+    ToolchainInput,
+    uptodate_slice,
+)
 from dock32.upstream import UpstreamSuite
 
 
@@ -42,19 +52,6 @@ class PlannedTask:
         return f"{self.basename}:{self.name}" if self.name else self.basename
 
 
-def _as_data(value: Any) -> Any:
-    """A config dataclass as plain JSON-able data, for doit's config_changed."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _as_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_as_data(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_data(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-
-
 def plan_build(
     config: BuildConfig,
     toolchains: Toolchains,
@@ -65,26 +62,41 @@ def plan_build(
     """The whole chain: toolchain, fetch, source, compile, manifest and, when packages are defined, package and
     repository; then the checks that are run only when asked for (verify, test-upstream)."""
     layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
+    toolchain = ToolchainInput(
+        go_version=config.go_version,
+        toolchains=toolchains,
+        host_arch=config.host_arch,
+        c_parts=tuple(c for c in config.components if c.needs_c),
+        output=layout.toolchain_record,
+    )
     tasks = [
-        PlannedTask(
-            basename="toolchain",
-            name=None,
-            doc="Find or provision the pinned Go and the C compiler for the host machine",
-            action=functools.partial(build.provision_toolchain, config, toolchains, settings, layout),
+        _staged(
+            ("toolchain", None, "Find or provision the pinned Go and the C compiler for the host machine"),
+            build.provision_toolchain,
+            toolchain,
+            settings,
             targets=(layout.toolchain_record,),
-            config={"go": config.go_version, "pins": _as_data(toolchains), "needs_c": [c.name for c in config.components if c.needs_c]},
         )
     ]
     compile_targets: list[Path] = []
     for component in config.components:
         tasks += _component_tasks(config, component, settings, layout)
         compile_targets += [layout.binary(b.name) for b in component.binaries]
+    manifest = ManifestInput(
+        release=config.release,
+        target=config.target,
+        flavour=config.flavour,
+        components=config.components,
+        format=build.MANIFEST_FORMAT,
+        layout=layout,
+        output=layout.manifest,
+    )
     tasks.append(
-        PlannedTask(
-            basename="manifest",
-            name=None,
-            doc="Write build/<target>/manifest.json: every binary's hash, versions, go version -m and sources",
-            action=functools.partial(build.write_manifest, config, settings, layout),
+        _staged(
+            ("manifest", None, "Write build/<target>/manifest.json: every binary's hash, versions, go version -m and sources"),
+            build.write_manifest,
+            manifest,
+            settings,
             # The prepared stamps too: the manifest records each tree's patches, and a patch that changes only
             # comments or tests gives the same binaries.
             file_dep=(
@@ -94,7 +106,6 @@ def plan_build(
                 *(layout.prepared_stamp(c.name) for c in config.components),
             ),
             targets=(layout.manifest,),
-            config={"release": _as_data(config.release), "target": config.target, "format": build.MANIFEST_FORMAT},
         )
     )
     if packages:
@@ -142,25 +153,21 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         overrides = packaging_dir / "lintian" / package.name
         if overrides.is_file():
             inputs.append(overrides)
+        packed = PackageInput(
+            package=package, packaging=packaging, release=config.release, flavour=config.flavour, components=config.components, layout=layout, output=deb
+        )
         tasks.append(
-            PlannedTask(
-                basename="package",
-                name=package.name,
-                doc=f"Pack {package.name} as an {arch} .deb with dpkg-deb ({config.host_arch.names.debian} binaries)",
-                action=functools.partial(debs_module.build_deb, package, config, packaging, layout),
+            _staged(
+                ("package", package.name, f"Pack {package.name} as an {arch} .deb with dpkg-deb ({config.host_arch.names.debian} binaries)"),
+                debs_module.pack,
+                packed,
+                settings,
                 file_dep=(
                     *(layout.binary(b) for b in sorted(set(binaries))),
                     *(layout.prepared_stamp(c) for c in sorted(components)),
                     *inputs,
                 ),
                 targets=(deb,),
-                config={
-                    "package": _as_data(package),
-                    "packaging": _as_data(packaging),
-                    "versions": {c.name: c.version for c in config.components},
-                    "release_date": config.release.epoch,
-                    "flavour": _as_data(config.flavour),
-                },
             )
         )
     # Each SBOM names its .deb's hash, so it follows the .deb; the repository lists it in SHA256SUMS.
@@ -170,15 +177,25 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         sboms.append(sbom)
         shipped = {f.binary for f in package.files if f.binary}
         patched = sorted(c.name for c in config.components if any(b.name in shipped for b in c.binaries))
+        described = SbomInput(
+            package=package,
+            packaging=packaging,
+            release=config.release,
+            flavour=config.flavour,
+            components=config.components,
+            format=sbom_module.SBOM_FORMAT,
+            tool=sbom_module.TOOL_VERSION,
+            layout=layout,
+            output=sbom,
+        )
         tasks.append(
-            PlannedTask(
-                basename="sbom",
-                name=package.name,
-                doc=f"Write {package.name}'s SPDX 2.3 SBOM: Go modules, toolchains, C sources and libraries, patches",
-                action=functools.partial(sbom_module.write_sbom, package, config, packaging, layout),
+            _staged(
+                ("sbom", package.name, f"Write {package.name}'s SPDX 2.3 SBOM: Go modules, toolchains, C sources and libraries, patches"),
+                sbom_module.write,
+                described,
+                settings,
                 file_dep=(deb, layout.manifest, *(p for c in patched for p in layout.patch_files(c))),
                 targets=(sbom,),
-                config={"format": sbom_module.SBOM_FORMAT, "tool": sbom_module.TOOL_VERSION, "packaging": _as_data(packaging), "release": config.release.epoch},
             )
         )
     # Checks of the installed packages, run only when asked for: each needs the repository and writes its report.
@@ -202,15 +219,23 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
     index_files: tuple[str, ...] = ("Packages", "Packages.gz", "Release", "SHA256SUMS", "manifest.json")
     if packaging.gpg_key:
         index_files += (*signing.SIGNATURES, signing.KEYRING)
+    indexed = RepositoryInput(
+        packages=packages,
+        packaging=packaging,
+        release=config.release,
+        flavour=config.flavour,
+        components=config.components,
+        layout=layout,
+        outputs=tuple(layout.dist_dir / name for name in index_files),
+    )
     tasks.append(
-        PlannedTask(
-            basename="repository",
-            name=None,
-            doc="Write the apt repository index, SHA256SUMS and manifest into dist/<target>/",
-            action=functools.partial(debs_module.write_repository, packages, config, packaging, layout),
+        _staged(
+            ("repository", None, "Write the apt repository index, SHA256SUMS and manifest into dist/<target>/"),
+            debs_module.index,
+            indexed,
+            settings,
             file_dep=(*debs, *sboms, layout.manifest),
-            targets=tuple(layout.dist_dir / name for name in index_files),
-            config={"packaging": _as_data(packaging), "release": _as_data(config.release)},
+            targets=indexed.outputs,
         )
     )
     return tasks
@@ -218,51 +243,84 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
 
 def _component_tasks(config: BuildConfig, component: Component, settings: Settings, layout: Layout) -> list[PlannedTask]:
     go_source = isinstance(component.source, GoModuleSource)
+    fetch = FetchInput(name=component.name, source=component.source, output=layout.source_record(component.name), toolchain=layout.toolchain_record)
+    source = SourceInput(
+        fetch=fetch,
+        version=component.version,
+        goarch=config.host_arch.names.go,
+        patch_dir=layout.patch_dir(component.name),
+        tree=layout.source_tree(component.name),
+    )
     tasks = [
-        PlannedTask(
-            basename="fetch",
-            name=component.name,
-            doc=f"Download {component.name} {component.version} and check it against its pinned hash",
-            action=functools.partial(build.fetch_source, component, settings, layout),
+        _staged(
+            ("fetch", component.name, f"Download {component.name} {component.version} and check it against its pinned hash"),
+            build.fetch_source,
+            fetch,
+            settings,
             # Go modules are fetched with the resolved go command.
             file_dep=(layout.toolchain_record,) if go_source else (),
-            targets=(layout.source_record(component.name),),
-            config={"source": _as_data(component.source)},
+            targets=(fetch.output,),
         ),
-        PlannedTask(
-            basename="source",
-            name=component.name,
-            doc=f"Copy {component.name}'s pristine tree and apply patches/{component.name}/series",
-            action=functools.partial(build.prepare_source, config, component, settings, layout),
+        _staged(
+            ("source", component.name, f"Copy {component.name}'s pristine tree and apply patches/{component.name}/series"),
+            build.prepare_source,
+            source,
+            settings,
             # Copying patch_modules asks the resolved go command.
-            file_dep=(layout.source_record(component.name), *layout.patch_files(component.name), *((layout.toolchain_record,) if go_source else ())),
+            file_dep=(fetch.output, *layout.patch_files(component.name), *((layout.toolchain_record,) if go_source else ())),
             targets=(layout.prepared_stamp(component.name),),
-            # The series applies by GOARCH too (goarch=386).
-            config={"version": component.version, "source": _as_data(component.source), "goarch": config.host_arch.names.go},
-            clean=(layout.source_tree(component.name),),
+            clean=(source.tree,),
         ),
     ]
     for binary in component.binaries:
+        compiled = CompileInput(
+            component=component,
+            binary=binary,
+            flavour=config.flavour,
+            release_date=config.release.date,
+            command=tuple(build.go_build_argv(component, binary, config.release.date, "go", Path(binary.name))) if isinstance(binary, GoBinary) else None,
+            tree=source.tree,
+            toolchain=layout.toolchain_record,
+            work=layout.cmake_dir(component.name),
+            log=layout.log(f"compile-{binary.name}"),
+            output=layout.binary(binary.name),
+        )
         tasks.append(
-            PlannedTask(
-                basename="compile",
-                name=binary.name,
-                doc=f"Compile {binary.name} ({component.name}) for {config.host_arch.names.debian}",
-                action=functools.partial(build.compile_binary, config, component, binary, settings, layout),
+            _staged(
+                ("compile", binary.name, f"Compile {binary.name} ({component.name}) for {config.host_arch.names.debian}"),
+                build.compile_binary,
+                compiled,
+                settings,
                 file_dep=(layout.prepared_stamp(component.name), layout.toolchain_record),
-                targets=(layout.binary(binary.name),),
-                config={
-                    "binary": _as_data(binary),
-                    "component": {"version": component.version, "commit": component.commit, "cgo": component.cgo},
-                    "flavour": _as_data(config.flavour),
-                    "release_date": config.release.epoch,
-                    # The command line itself, so that a change in how dock32 calls go build rebuilds.
-                    "command": build.go_build_argv(config, component, binary, "go", Path(binary.name)) if isinstance(binary, GoBinary) else None,
-                },
-                clean=(layout.cmake_dir(component.name),) if not go_source else (),
+                targets=(compiled.output,),
+                clean=(compiled.work,) if not go_source else (),
             )
         )
     return tasks
+
+
+def _staged(
+    task: tuple[str, str | None, str],
+    action: Callable[[Any, Settings], None],
+    inputs: Any,
+    settings: Settings,
+    file_dep: tuple[Path, ...] = (),
+    targets: tuple[Path, ...] = (),
+    clean: tuple[Path, ...] = (),
+) -> PlannedTask:
+    """A task (basename, name, doc) whose action is given its stage input and the machine's settings and nothing
+    else, and whose up-to-date check sees that same input: what the action can read, the check sees."""
+    basename, name, doc = task
+    return PlannedTask(
+        basename=basename,
+        name=name,
+        doc=doc,
+        action=functools.partial(action, inputs, settings),
+        file_dep=file_dep,
+        targets=targets,
+        config=uptodate_slice(inputs),
+        clean=clean,
+    )
 
 
 def remove_folders(folders: tuple[Path, ...], dryrun: bool) -> None:

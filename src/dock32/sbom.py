@@ -13,10 +13,12 @@ from typing import Any
 from urllib.parse import quote
 
 from dock32 import __version__, atomic
-from dock32.config import BuildConfig, DebPackage, Packaging
+from dock32.config import Built, DebPackage, Packaging
 from dock32.debs import deb_filename, package_version, sbom_filename
 from dock32.errors import PackageError
 from dock32.layout import Layout
+from dock32.settings import Settings
+from dock32.stages import SbomInput
 
 NAMESPACE_BASE = "https://dock32.invalid/spdx"
 NOASSERTION = "NOASSERTION"
@@ -335,10 +337,10 @@ def render(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def write_sbom(package: DebPackage, config: BuildConfig, packaging: Packaging, layout: Layout) -> None:
+def write_sbom(package: DebPackage, config: Built, packaging: Packaging, layout: Layout) -> None:
     """dist/<target>/<package>_<version>_<arch>.spdx.json, from the .deb and build/<target>/manifest.json."""
     dist = layout.dist_dir
-    arch = config.deb_arch.names.debian
+    arch = config.flavour.deb_arch.names.debian
     version = package_version(package, config, packaging)
     deb_path = dist / deb_filename(package, version, arch)
     manifest = json.loads(layout.manifest.read_text(encoding="utf-8"))
@@ -362,3 +364,8 @@ def write_sbom(package: DebPackage, config: BuildConfig, packaging: Packaging, l
         if stale != final:
             stale.unlink()
 
+
+
+def write(inputs: SbomInput, settings: Settings) -> None:
+    """The sbom task: one package's SPDX document, from its stage input alone."""
+    write_sbom(inputs.package, inputs, inputs.packaging, inputs.layout)

@@ -18,7 +18,7 @@ from pathlib import Path
 from dock32 import gocmd
 from dock32.arch import Arch, build_machine_arch
 from dock32.cache import entry_lock
-from dock32.config import BuildConfig, CToolchain, GoModuleSource, GoToolchainPin, Toolchains
+from dock32.config import BuildConfig, Component, CToolchain, GoModuleSource, GoToolchainPin, Toolchains
 from dock32.errors import Dock32Error, ToolchainError
 from dock32.fetch import fetch_module
 from dock32.run import capture, run
@@ -63,9 +63,9 @@ def _fetch_toolchain_module(go: str, module: str, pinned: str, settings: Setting
     return found.dir, ""
 
 
-def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, build: Arch) -> tuple[str, str, str]:
+def resolve_go(go_pinned: str, toolchains: Toolchains, settings: Settings, build: Arch) -> tuple[str, str, str]:
     """Return (go binary, version it reports, where it came from)."""
-    wanted = f"go{config.go_version}"
+    wanted = f"go{go_pinned}"
     system_go = shutil.which("go")
     system_version = gocmd.version_of(system_go) if system_go else None
     if system_go and system_version == wanted:
@@ -75,21 +75,21 @@ def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
             "no `go` command on PATH",
             hint="install Go (apt-get install golang-go, or `make setup`); dock32 then provisions the pinned version itself",
         )
-    pin = toolchains.go.get(config.go_version)
+    pin = toolchains.go.get(go_pinned)
     platform = f"linux-{build.names.go}"
     problem = None
     if pin is None or not pin.sums:
-        problem = f"toolchains/go.yaml has no pin for Go {config.go_version}"
+        problem = f"toolchains/go.yaml has no pin for Go {go_pinned}"
     elif platform not in pin.sums:
         # No pinned module for this machine (golang.org/toolchain has linux-386, but a mirror may not carry it):
         # the pinned Go, built here from the source that every platform's module holds.
-        go_path, note = go_from_source(config.go_version, toolchains, build, settings, system_go)
+        go_path, note = go_from_source(go_pinned, toolchains, build, settings, system_go)
         version = gocmd.version_of(go_path)
         if version == wanted:
             return str(go_path), version, note
         problem = f"{go_path} reports {version}"
     else:
-        module = toolchain_module(config.go_version, build)
+        module = toolchain_module(go_pinned, build)
         root, problem = _fetch_toolchain_module(system_go, module, pin.sums[platform], settings)
         if root is not None:
             # Module zips carry no file modes; the go command's own toolchain switch sets these the same way.
@@ -102,7 +102,7 @@ def resolve_go(config: BuildConfig, toolchains: Toolchains, settings: Settings, 
                 return str(go), version, f"module {module}"
             problem = f"{go} reports {version}"
     assert system_version is not None
-    print(f"warning: Go {config.go_version} (pinned) cannot be had: {problem}; building with {system_version} instead", file=sys.stderr)
+    print(f"warning: Go {go_pinned} (pinned) cannot be had: {problem}; building with {system_version} instead", file=sys.stderr)
     return system_go, system_version, f"fallback: {problem}"
 
 
@@ -549,22 +549,22 @@ def c_runtime_record(cc: str, ldflags: tuple[str, ...] = ()) -> dict[str, str]:
     return record
 
 
-def resolve(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> ResolvedToolchain:
+def resolve(go_pinned: str, toolchains: Toolchains, host: Arch, c_parts: Sequence[Component], settings: Settings) -> ResolvedToolchain:
+    """The Go and, for the components in c_parts, the C compiler for host binaries, each checked as it is found."""
     build = build_machine_arch()
-    go, go_version, go_source = resolve_go(config, toolchains, settings, build)
-    needs_c = [c for c in config.components if c.needs_c]
+    go, go_version, go_source = resolve_go(go_pinned, toolchains, settings, build)
     cc = cc_version = None
     env: dict[str, str] = {}
-    if needs_c:
-        chosen = c_toolchain_for(toolchains, build, config.host_arch)
-        libraries = tuple(lib for c in needs_c for lib in c.c_libraries)
+    if c_parts:
+        chosen = c_toolchain_for(toolchains, build, host)
+        libraries = tuple(lib for c in c_parts for lib in c.c_libraries)
         problems = check_c(chosen, libraries)
         if problems:
             raise ToolchainError("; ".join(problems), hint=f"install them: {install_command(chosen)} (or `make setup`)")
         cc = shutil.which(chosen.cc)
         cc_version = capture([chosen.cc, "--version"]).stdout.splitlines()[0]
         env = c_env(chosen)
-    return ResolvedToolchain(go=go, go_version=go_version, go_pinned=f"go{config.go_version}", go_source=go_source, cc=cc, cc_version=cc_version, c_env=env)
+    return ResolvedToolchain(go=go, go_version=go_version, go_pinned=f"go{go_pinned}", go_source=go_source, cc=cc, cc_version=cc_version, c_env=env)
 
 
 def choose_go(config: BuildConfig, toolchains: Toolchains, settings: Settings) -> tuple[str, str]:
@@ -582,7 +582,7 @@ def choose_go(config: BuildConfig, toolchains: Toolchains, settings: Settings) -
     if pin is None or f"linux-{build.names.go}" not in pin.sums:
         return system, f"{system_version} (the machine's go; toolchains/go.yaml pins no Go {config.go_version} for linux-{build.names.go})"
     try:
-        go, version, source = resolve_go(config, toolchains, settings, build)
+        go, version, source = resolve_go(config.go_version, toolchains, settings, build)
     except (Dock32Error, OSError) as exc:
         return system, f"{system_version} (the machine's go: the pinned Go {config.go_version} could not be had: {exc})"
     return go, f"{version} ({source})"

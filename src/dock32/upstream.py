@@ -275,7 +275,8 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
     layout.log(f"test-upstream-{component.name}").parent.mkdir(parents=True, exist_ok=True)
     flags = [*([f"-modfile={source.modfile}"] if source.modfile else []), *([f"-tags={','.join(suite.tags)}"] if suite.tags else [])]
-    go_test = _GoTest(component.name, go_build_env(config, component, toolchain, settings), layout.source_tree(component.name), layout)
+    env = go_build_env(component, config.flavour, config.release.date, toolchain, settings)
+    go_test = _GoTest(component.name, env, layout.source_tree(component.name), layout)
     packages, one_at_a_time = list(suite.packages), set()
     if suite.exclude or suite.sequential:
         packages = sorted(go_test.listed(toolchain.go, flags, suite.packages) - go_test.listed(toolchain.go, flags, suite.exclude))

@@ -71,7 +71,7 @@ def test_patch_go_test_passes_for_the_target_arch(release_build: Path, component
     # The test runs in the module that holds it: a patched dependency copy has its own go.mod.
     module_root = next(d for d in (package, *package.parents) if (d / "go.mod").is_file())
     toolchain = ResolvedToolchain.from_file(LAYOUT.toolchain_record)
-    env = {**go_build_env(CONFIG, component, toolchain, SETTINGS), "PATH": "/usr/bin:/bin"}
+    env = {**go_build_env(component, CONFIG.flavour, CONFIG.release.date, toolchain, SETTINGS), "PATH": "/usr/bin:/bin"}
     modfile = getattr(component.source, "modfile", None)
     argv = [toolchain.go, "test", "-count=1", "-v", "-run", "^(" + "|".join(names) + ")$"]
     if modfile and module_root == tree:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from dock32.flavour import MULTIARCH64_PREINST
 from dock32.trees import tree_hash_of_archive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,3 +259,32 @@ def tiny(tmp_path: Path, mirror: Mirror, project, shared_go_cache: Path):  # typ
     )
     env = {"GOPROXY": f"file://{proxy}", "GOSUMDB": "off", "GOFLAGS": "", "DOCK32_CACHE_DIR": str(shared_go_cache)}
     return root, env
+
+
+# The tiny project's one package: both its binaries, in the layout Docker's packages use.
+TINY_PACKAGES = """\
+packages:
+  hello:
+    version: "{hello}{distro_suffix}"
+    section: admin
+    description: |-
+      hello, the tiny test program
+      It prints a greeting and the libseccomp version.
+    license_from: hello
+    copyright: 2025 the hello authors
+    files:
+      - {binary: hello, to: /usr/bin/hello}
+      - {binary: cinit, to: /usr/bin/cinit}
+"""
+
+
+@pytest.fixture
+def packaged(tiny):  # type: ignore[no-untyped-def]
+    """The tiny project with packages.yaml: `dock32 build` packs it too."""
+    root, env = tiny
+    (root / "packaging" / "scripts").mkdir(parents=True)
+    (root / "packaging" / "packages.yaml").write_text(TINY_PACKAGES, encoding="utf-8")
+    shutil.copy2(ROOT / "packaging" / MULTIARCH64_PREINST, root / "packaging" / MULTIARCH64_PREINST)
+    # The greeting patch is a 386 fix here: the amd64 (multiarch64) tree must not get it.
+    (root / "patches" / "hello" / "series").write_text("0001-greet.patch goarch=386\n", encoding="utf-8")
+    return root, {**env, "DOCK32_SET": "packaging.compression=zstd"}

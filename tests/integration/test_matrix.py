@@ -23,20 +23,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PACKAGES = """\
-packages:
-  hello:
-    version: "{hello}{distro_suffix}"
-    section: admin
-    description: |-
-      hello, the tiny test program
-      It prints a greeting and the libseccomp version.
-    license_from: hello
-    copyright: 2025 the hello authors
-    files:
-      - {binary: hello, to: /usr/bin/hello}
-      - {binary: cinit, to: /usr/bin/cinit}
-"""
 
 TARGETS = {
     "native32-i386": (),
@@ -54,15 +40,6 @@ def output_of(program: Path) -> str:
     return subprocess.run([program], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.fixture
-def packaged(tiny):  # type: ignore[no-untyped-def]
-    root, env = tiny
-    (root / "packaging" / "scripts").mkdir(parents=True)
-    (root / "packaging" / "packages.yaml").write_text(PACKAGES, encoding="utf-8")
-    shutil.copy2(ROOT / "packaging" / MULTIARCH64_PREINST, root / "packaging" / MULTIARCH64_PREINST)
-    # The greeting patch is a 386 fix here: the amd64 (multiarch64) tree must not get it.
-    (root / "patches" / "hello" / "series").write_text("0001-greet.patch goarch=386\n", encoding="utf-8")
-    return root, {**env, "DOCK32_SET": "packaging.compression=zstd"}
 
 
 def test_three_targets_in_one_workspace_stay_apart_and_share_downloads(packaged, mirror) -> None:  # type: ignore[no-untyped-def]

@@ -78,7 +78,7 @@ def usable(config: BuildConfig) -> None:
     for component in config.components:
         for binary in component.binaries:
             if isinstance(binary, GoBinary):
-                argv = go_build_argv(config, component, binary, "go", Path("out"))
+                argv = go_build_argv(component, binary, config.release.date, "go", Path("out"))
                 assert all("\n" not in arg and "\0" not in arg for arg in argv), argv
     assert isinstance(config.release.epoch, int)
 

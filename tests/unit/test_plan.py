@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import pytest
 
 from dock32.arch import Arch
-from dock32.config import load_config, load_toolchains
+from dock32.config import BuildConfig, load_config, load_toolchains
 from dock32.debs import deb_filename, package_version
 from dock32.errors import ConfigError, ToolchainError
 from dock32.flavour import Flavour
 from dock32.patches import read_series
-from dock32.plan import plan_build
+from dock32.plan import PlannedTask, plan_build
 from dock32.settings import settings_from_env
+from dock32.stages import uptodate_slice
 from dock32.tasks import Project, doit_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,3 +134,55 @@ def test_package_tasks_depend_on_their_binaries_and_trees(tmp_path: Path) -> Non
     repository = tasks["repository"]
     assert set(repository.file_dep) >= {t.targets[0] for i, t in tasks.items() if i.startswith("package:")}
     assert tasks["build"].task_dep == ("repository",)
+
+
+@pytest.fixture
+def planned_with_packages(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from dock32.config import load_packages
+
+    config = load_config(ROOT / "buildcfg.yaml")
+    env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
+    settings = settings_from_env(ROOT, env=env)
+    packages = load_packages(ROOT / "packaging" / "packages.yaml", config)
+    toolchains = load_toolchains(ROOT / "toolchains")
+
+    def plan(config: BuildConfig) -> dict[str, PlannedTask]:
+        return {t.task_id: t for t in plan_build(config, toolchains, settings, packages)}
+
+    return config, settings, plan
+
+
+def test_every_product_task_is_given_its_stage_input_and_its_check_sees_exactly_that(planned_with_packages) -> None:  # type: ignore[no-untyped-def]
+    """An action can read what it is given and nothing else: its stage input and the machine's settings. Its
+    up-to-date check is that same input without the locations, so it cannot miss what the action reads."""
+    config, settings, plan = planned_with_packages
+    products = [t for t in plan(config).values() if t.action is not None and not t.always_run]
+    assert {t.basename for t in products} == {"toolchain", "fetch", "source", "compile", "manifest", "package", "sbom", "repository"}
+    for task in products:
+        assert isinstance(task.action, functools.partial) and not task.action.keywords, task.task_id
+        inputs, given_settings = task.action.args
+        assert given_settings is settings, task.task_id
+        assert dataclasses.is_dataclass(inputs) and type(inputs).__module__ == "dock32.stages", task.task_id
+        assert task.config == uptodate_slice(inputs), task.task_id
+        # Narrow: no stage is handed the whole config.
+        assert not any(isinstance(getattr(inputs, f.name), BuildConfig) for f in dataclasses.fields(inputs)), task.task_id
+
+
+def test_a_release_version_change_repacks_and_relinks_nothing(planned_with_packages) -> None:  # type: ignore[no-untyped-def]
+    config, _, plan = planned_with_packages
+    before = plan(config)
+    after = plan(dataclasses.replace(config, release=dataclasses.replace(config.release, version=config.release.version + ".1")))
+    changed = {task_id for task_id, task in before.items() if after[task_id].config != task.config}
+    assert {t for t in before if t.startswith(("package:", "sbom:"))} | {"manifest", "repository"} <= changed
+    assert not {t for t in changed if t.startswith(("toolchain", "fetch:", "source:", "compile:"))}
+
+
+def test_locations_stay_out_of_the_check(tmp_path: Path, planned_with_packages) -> None:  # type: ignore[no-untyped-def]
+    """The same config built in another folder is not a changed config."""
+    config, _, plan = planned_with_packages
+    env = {"DOCK32_CACHE_DIR": str(tmp_path / "c2"), "DOCK32_BUILD_DIR": str(tmp_path / "b2"), "DOCK32_DIST_DIR": str(tmp_path / "d2")}
+    elsewhere = settings_from_env(ROOT, env=env)
+    here = plan(config)
+    there = {t.task_id: t for t in plan_build(config, load_toolchains(ROOT / "toolchains"), elsewhere)}
+    for task_id, task in there.items():
+        assert task.config == here[task_id].config, task_id

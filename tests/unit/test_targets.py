@@ -78,7 +78,7 @@ def test_multiarch64_compiles_amd64_without_go386_and_keeps_i386_packages(tmp_pa
     go = f"go{config.go_version}"
     toolchain = ResolvedToolchain(go="go", go_version=go, go_pinned=go, go_source="system", cc="gcc", cc_version="gcc", c_env={"CC": "gcc"})
     runc = config.component("runc")
-    env = go_build_env(config, runc, toolchain, settings)
+    env = go_build_env(runc, config.flavour, config.release.date, toolchain, settings)
     assert (env["GOARCH"], env["CGO_ENABLED"], env["CC"]) == ("amd64", "1", "gcc")
     assert "GO386" not in env
     by_id = {t.task_id: t for t in tasks}
