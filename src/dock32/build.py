@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
 
-from dock32 import atomic, diskspace
+from dock32 import atomic, diskspace, modes
 from dock32.config import BuildConfig, CMakeBinary, Component, GoBinary, GoModuleSource, Toolchains
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module, go_module_env
@@ -147,7 +148,7 @@ def compile_binary(config: BuildConfig, component: Component, binary: GoBinary |
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
     tree = layout.source_tree(component.name)
     final = layout.binary(binary.name)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(final.parent)
     partial = final.with_name(final.name + ".partial")
     partial.unlink(missing_ok=True)
     diskspace.require(final.parent, diskspace.COMPILE_OUTPUT_NEED, f"compiling {binary.name}")
@@ -160,6 +161,8 @@ def compile_binary(config: BuildConfig, component: Component, binary: GoBinary |
             run(go_build_argv(config, component, binary, toolchain.go, partial), env=env, cwd=tree, log=log, what=f"compile {binary.name}")
         else:
             _cmake_build(config, component, binary, toolchain, tree, partial, layout, log)
+        # go build makes it what the umask leaves of 0777 (0700 under 0077); a program is 0755.
+        partial.chmod(modes.PROGRAM)
         partial.replace(final)
     finally:
         partial.unlink(missing_ok=True)
@@ -172,8 +175,11 @@ def _cmake_build(
         raise BuildError(f"compile {binary.name}: no C compiler was resolved", hint="run `dock32 doctor`")
     work = layout.cmake_dir(component.name) / binary.name
     shutil.rmtree(work, ignore_errors=True)
-    # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
-    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", c_flags(config, toolchain)]).strip()
+    # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes. CMake
+    # pastes CMAKE_C_FLAGS into compile commands that its generators run through a shell: a checkout whose path has
+    # a space needs the map quoted (shlex.quote leaves a plain path as it is, so those builds see the same flags).
+    prefix_maps = [shlex.quote(f"-ffile-prefix-map={folder}=.") for folder in (tree, work)]
+    cflags = " ".join([*prefix_maps, c_flags(config, toolchain)]).strip()
     env = {"SOURCE_DATE_EPOCH": str(config.release.epoch)}
     # The toolchain's link flags (where the crt files, libgcc and libc come from) apply to tini as to cgo.
     link = [f"-DCMAKE_EXE_LINKER_FLAGS={toolchain.c_env['CGO_LDFLAGS']}"] if toolchain.c_env.get("CGO_LDFLAGS") else []
@@ -185,7 +191,6 @@ def _cmake_build(
     )
     run(["cmake", "--build", work, "--target", binary.target], env=env, log=log, what=f"compile {binary.name}")
     shutil.copyfile(work / binary.output, output)
-    output.chmod(0o755)
 
 
 def parse_go_version_m(text: str) -> dict[str, object]:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from dock32 import atomic
+from dock32 import atomic, modes
 from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
 from dock32.debs import build_deb, package_version, write_repository
@@ -35,7 +35,7 @@ from dock32.errors import VerifyError
 from dock32.isa import unexpected_go_sse
 from dock32.layout import Layout
 from dock32.rootfs import chroot_run, ensure_root, overlay
-from dock32.run import capture, dying_with_us, run
+from dock32.run import capture, dying_with_us, open_log, run
 from dock32.settings import Settings
 from dock32.toolchain import ResolvedToolchain
 
@@ -148,7 +148,7 @@ class Sandbox:
 
     def start(self) -> None:
         (self.data / "daemons").write_text(DAEMONS_SCRIPT, encoding="utf-8")
-        self._log_file = self.log.open("ab")
+        self._log_file = open_log(self.log, "ab")
         self.process = subprocess.Popen(
             dying_with_us([
                 "unshare", "--pid", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
@@ -213,7 +213,7 @@ class Sandbox:
             input=stdin, timeout=300, inherit_env=False, cleanup=cleanup,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DOCKER_HOST": "unix:///run/docker.sock", "HOME": "/root", "LC_ALL": "C"},
         )
-        with self.log.open("a", encoding="utf-8") as out:
+        with open_log(self.log) as out:
             out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode}, {time.monotonic() - start:.1f} s)\n")
         if decoded.returncode == -signal.SIGKILL:
             raise AssertionError(f"`{' '.join(argv)}` did not finish within 300 s")
@@ -592,7 +592,7 @@ def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Sett
     log.unlink(missing_ok=True)
     results: list[ScenarioResult] = []
     daemon_logs: dict[str, str] = {}
-    layout.target_dir.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(layout.target_dir)
     with tempfile.TemporaryDirectory(prefix="verify.", suffix=".partial", dir=layout.target_dir) as scratch_name:
         scratch = Path(scratch_name)
         data = scratch / "data"
