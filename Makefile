@@ -10,43 +10,46 @@ ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
+# Paths are quoted in every recipe, since a checkout's path may hold a space; the
+# import check reads the checkout from os.getcwd() (the recipe's working folder)
+# rather than from $(CURDIR) pasted into its Python code.
 setup:
-	@test -x $(PYTHON) || $(HOST_PYTHON) -m venv $(VENV) \
+	@test -x "$(PYTHON)" || $(HOST_PYTHON) -m venv "$(VENV)" \
 	  || { echo "error: cannot create $(VENV) (hint: apt-get install python3-venv)" >&2; exit 1; }
-	@$(PYTHON) -c "import dock32, doit, requests, tqdm, yaml, debian, pytest, ruff, mypy, spdx_tools, hypothesis, sys; \
-	  sys.exit(0 if dock32.__file__.startswith('$(CURDIR)/src/') else 1)" 2>/dev/null \
-	  || $(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	@$(PYTHON) -m dock32.cli setup
+	@"$(PYTHON)" -c "import dock32, doit, requests, tqdm, yaml, debian, pytest, ruff, mypy, spdx_tools, hypothesis, os, sys; \
+	  sys.exit(0 if dock32.__file__.startswith(os.path.join(os.getcwd(), 'src', '')) else 1)" 2>/dev/null \
+	  || "$(PYTHON)" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@"$(PYTHON)" -m dock32.cli setup
 
 # What only the tests use: the Debian packages of toolchains/host.yaml test_apt (qemu, to boot a 32-bit kernel),
 # and actionlint for the CI workflow (it needs a Go >= 1.25, or one that fetches it). On an i386 machine there may be
 # neither (the module proxy may serve no linux-386 toolchain): there the workflow check says so and skips.
 test-tools: setup
-	@$(PYTHON) -m dock32.cli setup --tests
-	@test -x $(VENV)/bin/actionlint || GOBIN=$(VENV)/bin GOTOOLCHAIN=auto go install $(ACTIONLINT) \
+	@"$(PYTHON)" -m dock32.cli setup --tests
+	@test -x "$(VENV)/bin/actionlint" || GOBIN="$(VENV)/bin" GOTOOLCHAIN=auto go install $(ACTIONLINT) \
 	  || { test "$$(uname -m)" != x86_64 && echo "warning: no actionlint on this $$(uname -m) machine (it needs a Go >= 1.25); its test skips" >&2; }
 
 build: setup
-	$(PYTHON) -m doit build
+	"$(PYTHON)" -m doit build
 
 # Install the packages into a clean i386 Debian and run real containers (root).
 verify: setup
-	$(PYTHON) -m doit verify
+	"$(PYTHON)" -m doit verify
 
 lint: setup
-	$(PYTHON) -m ruff check src tests scripts dodo.py
-	$(PYTHON) -m mypy
+	"$(PYTHON)" -m ruff check src tests scripts dodo.py
+	"$(PYTHON)" -m mypy
 
 # Lint, unit, integration and the real default build (e2e): what CI runs.
 test: test-tools lint
-	$(PYTHON) -m pytest -m "not slow" tests
+	"$(PYTHON)" -m pytest -m "not slow" tests
 
 # Everything, including the slow extras (a second cold build that must be byte-identical).
 test-all: test-tools lint
-	$(PYTHON) -m pytest tests
+	"$(PYTHON)" -m pytest tests
 
 bench: setup
-	$(PYTHON) scripts/bench.py
+	"$(PYTHON)" scripts/bench.py
 
 clean: setup
-	$(PYTHON) -m doit clean
+	"$(PYTHON)" -m doit clean

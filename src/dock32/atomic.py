@@ -8,9 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from dock32 import modes
+
 
 def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -18,7 +20,8 @@ def write_bytes(path: Path, data: bytes) -> None:
             out.flush()
             # Renamed only once the bytes are on disk, so that a power loss cannot leave an empty file under the name.
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
+        # mkstemp makes it 0600: as it is, no other user could read a Packages index or a manifest.
+        os.chmod(tmp, modes.FILE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

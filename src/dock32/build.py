@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from dock32 import atomic, diskspace, gocmd
+from dock32 import atomic, diskspace, gocmd, modes
 from dock32.config import ArchiveSource, CMakeBinary, Component, GoBinary, GoModuleSource
 from dock32.errors import BuildError
 from dock32.fetch import FetchedSource, fetch_archive, fetch_module
@@ -159,7 +160,7 @@ def compile_binary(inputs: CompileInput, settings: Settings) -> None:
     toolchain = ResolvedToolchain.from_file(inputs.toolchain)
     tree = inputs.tree
     final = inputs.output
-    final.parent.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(final.parent)
     partial = final.with_name(final.name + ".partial")
     partial.unlink(missing_ok=True)
     diskspace.require(final.parent, diskspace.COMPILE_OUTPUT_NEED, f"compiling {binary.name}")
@@ -172,6 +173,8 @@ def compile_binary(inputs: CompileInput, settings: Settings) -> None:
             run(go_build_argv(component, binary, inputs.release_date, toolchain.go, partial), env=env, cwd=tree, log=log, what=f"compile {binary.name}")
         else:
             _cmake_build(inputs, binary, toolchain, partial)
+        # go build makes it what the umask leaves of 0777 (0700 under 0077); a program is 0755.
+        partial.chmod(modes.PROGRAM)
         partial.replace(final)
     finally:
         partial.unlink(missing_ok=True)
@@ -182,8 +185,11 @@ def _cmake_build(inputs: CompileInput, binary: CMakeBinary, toolchain: ResolvedT
         raise BuildError(f"compile {binary.name}: no C compiler was resolved", hint="run `dock32 doctor`")
     tree, work, log = inputs.tree, inputs.work / binary.name, inputs.log
     shutil.rmtree(work, ignore_errors=True)
-    # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes.
-    cflags = " ".join([f"-ffile-prefix-map={tree}=.", f"-ffile-prefix-map={work}=.", c_flags(inputs.flavour, toolchain)]).strip()
+    # The prefix map keeps the build folder's path out of the binary, so any checkout builds the same bytes. CMake
+    # pastes CMAKE_C_FLAGS into compile commands that its generators run through a shell: a checkout whose path has
+    # a space needs the map quoted (shlex.quote leaves a plain path as it is, so those builds see the same flags).
+    prefix_maps = [shlex.quote(f"-ffile-prefix-map={folder}=.") for folder in (tree, work)]
+    cflags = " ".join([*prefix_maps, c_flags(inputs.flavour, toolchain)]).strip()
     env = {"SOURCE_DATE_EPOCH": str(int(inputs.release_date.timestamp()))}
     # The toolchain's link flags (where the crt files, libgcc and libc come from) apply to tini as to cgo.
     link = [f"-DCMAKE_EXE_LINKER_FLAGS={toolchain.c_env['CGO_LDFLAGS']}"] if toolchain.c_env.get("CGO_LDFLAGS") else []
@@ -195,7 +201,6 @@ def _cmake_build(inputs: CompileInput, binary: CMakeBinary, toolchain: ResolvedT
     )
     run(["cmake", "--build", work, "--target", binary.target], env=env, log=log, what=f"compile {binary.name}")
     shutil.copyfile(work / binary.output, output)
-    output.chmod(0o755)
 
 
 def write_manifest(inputs: ManifestInput, settings: Settings) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from dock32 import atomic, diskspace
+from dock32 import atomic, diskspace, modes
 from dock32.config import Built, Component, DebPackage, GoModuleSource, Packaging
 from dock32.errors import PackageError
 from dock32.layout import Layout
@@ -137,9 +137,12 @@ def stage_package(package: DebPackage, config: Built, packaging: Packaging, layo
     """Lay out the package's files and DEBIAN/ under root; returns its version."""
     version = package_version(package, config, packaging)
     conffiles = []
+    # Each file's mode as packages.yaml gives it (0644 or 0755, load_packages allows no other); the rest are 0644.
+    declared: dict[Path, int] = {}
     for entry in package.files:
         destination = root / entry.to.replace("{unitdir}", packaging.distro.unitdir).lstrip("/")
         destination.parent.mkdir(parents=True, exist_ok=True)
+        declared[destination] = entry.mode
         if entry.binary:
             shutil.copyfile(layout.binary(entry.binary), destination)
         elif entry.source:
@@ -159,7 +162,6 @@ def stage_package(package: DebPackage, config: Built, packaging: Packaging, layo
             if not result.stdout:
                 raise PackageError(f"{package.name}: `{' '.join(entry.run)}` printed nothing", hint=f"{entry.to} would be empty")
             destination.write_text(result.stdout, encoding="utf-8")
-        destination.chmod(entry.mode)  # 0644 or 0755: load_packages allows no other
         if entry.conffile:
             conffiles.append("/" + destination.relative_to(root).as_posix())
 
@@ -175,14 +177,8 @@ def stage_package(package: DebPackage, config: Built, packaging: Packaging, layo
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(override_text, encoding="utf-8")
 
-    for path in [root, *root.rglob("*")]:
-        if path.is_dir():
-            path.chmod(0o755)
-        elif path.stat().st_mode & 0o777 not in (0o755, 0o644):
-            path.chmod(0o644)
-
     control_dir = root / "DEBIAN"
-    control_dir.mkdir(mode=0o755)
+    control_dir.mkdir()
     control = Deb822()
     control["Package"] = package.name
     if package.source != package.name:
@@ -214,19 +210,18 @@ def stage_package(package: DebPackage, config: Built, packaging: Packaging, layo
             )
         scripts["preinst"] = layout.project_dir / "packaging" / config.flavour.preinst
     for script, source in scripts.items():
-        target = control_dir / script
-        shutil.copyfile(source, target)
-        target.chmod(0o755)
-    for path in control_dir.iterdir():
-        if path.name not in scripts:
-            path.chmod(0o644)
+        shutil.copyfile(source, control_dir / script)
+        declared[control_dir / script] = modes.PROGRAM
+    # Every mode set here, none left to the umask: what the files and folders were made with is the umask's
+    # (0750 folders under 0027, which dpkg-deb refuses for DEBIAN/), and dpkg-deb packs the modes it finds.
+    modes.set_tree(root, declared)
     return version
 
 
 def build_deb(package: DebPackage, config: Built, packaging: Packaging, layout: Layout) -> None:
     """Stage, pack with dpkg-deb, and for xz recompress the data member; the .deb appears only when complete."""
     dist = layout.dist_dir
-    dist.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(dist)
     diskspace.require(layout.target_dir, diskspace.PACKAGE_NEED, f"packing {package.name}")
     work = Path(tempfile.mkdtemp(prefix=f"{package.name}.", suffix=".partial", dir=layout.target_dir))
     log = layout.log(f"package-{package.name}")
@@ -263,7 +258,7 @@ def _publish(built: Path, final: Path) -> None:
     """Copy to a hidden name beside final (its own file system, so the rename is atomic), then rename."""
     staged = final.with_name(f".{final.name}.partial")
     try:
-        shutil.copyfile(built, staged)
+        modes.copy_file(built, staged)
         staged.replace(final)
     finally:
         staged.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from dock32 import atomic
 from dock32.arch import build_machine_arch
 from dock32.config import load_config, load_toolchains
 from dock32.errors import ToolchainError
@@ -88,4 +89,5 @@ def enable_suite(suite: str, apt_dir: Path = Path("/etc/apt")) -> None:
         raise ToolchainError(f"no Debian mirror in apt's sources to take {suite} from", hint=f"add {suite} to apt's sources")
     target = apt_dir / "sources.list.d" / f"dock32-{suite}.list"
     print(f"dock32 setup: adding {suite} to apt's sources ({target})", flush=True)
-    target.write_text(f"deb {mirror} {suite} main\n", encoding="utf-8")
+    # 0644 whatever root's umask: apt run by a user (apt list, apt-cache policy) reads the sources too.
+    atomic.write_text(target, f"deb {mirror} {suite} main\n")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dock32 import atomic, signing
+from dock32 import atomic, modes, signing
 from dock32.config import DISTROS
 from dock32.debs import file_hashes, package_stanza, write_indexes, write_release
 from dock32.errors import PackageError
@@ -80,10 +80,12 @@ def merge(targets: list[Path], out: Path, date: datetime | None = None, gpg_key:
             if deb.name in placed and placed[deb.name] != digest["sha256"]:
                 raise PackageError(f"{deb.name}: two targets ship different files under this name ({placed[deb.name][:12]}, {digest['sha256'][:12]})")
             if deb.name not in placed:
-                (staging / pool).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(deb, staging / pool)
+                # 0644 and 0755 whatever the umask, and whatever modes the targets' folders came with: a web server
+                # or apt's unprivileged download user reads the repository.
+                modes.make_dirs((staging / pool).parent)
+                modes.copy_file(deb, staging / pool)
                 if deb.name in repo.sboms:
-                    shutil.copyfile(repo.sboms[deb.name], (staging / pool).parent / repo.sboms[deb.name].name)
+                    modes.copy_file(repo.sboms[deb.name], (staging / pool).parent / repo.sboms[deb.name].name)
                 placed[deb.name] = digest["sha256"]
             stanza = package_stanza(deb, pool.as_posix(), digest)
             if stanza not in by_distro[repo.distro][repo.component, arch]:

@@ -11,8 +11,9 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from dock32 import modes
 from dock32.errors import BuildError, Dock32Error, Interrupted
 
 LOG_TAIL_LINES = 25
@@ -95,6 +96,15 @@ def _started(argv: Sequence[str | Path], cleanup: bool = False, **popen: Any) ->
         raise Interrupted(f"`{argv[0]}` was stopped")
 
 
+def open_log(log: Path, how: str = "a") -> IO[Any]:
+    """A task's log (text, or bytes with how "ab"), with its folders made as needed: 0644 and 0755 whatever the
+    umask, so that a CI job's artifact upload or another user can read what went wrong."""
+    modes.make_dirs(log.parent)
+    out = log.open(how) if "b" in how else log.open(how, encoding="utf-8")
+    modes.share_fd(out.fileno())
+    return out
+
+
 def command_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
     """The command as a line that can be pasted into a shell."""
     parts = []
@@ -133,8 +143,7 @@ def run(
         if code != 0:
             raise error(f"{what + ': ' if what else ''}command failed with exit code {code}: {line}")
         return
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as out:
+    with open_log(log) as out:
         out.write(f"$ {line}\n")
         out.flush()
         try:
@@ -154,7 +163,7 @@ def run(
 def stream(argv: Sequence[str | Path], *, log: Path, on_line: Callable[[str], None], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
     """Run a long command whose output is read as it comes (go test -json): each line goes to log and to on_line.
     Returns the exit code."""
-    with log.open("w", encoding="utf-8") as out, _started(
+    with open_log(log, "w") as out, _started(
         argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
     ) as process:

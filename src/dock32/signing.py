@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dock32 import atomic
 from dock32.errors import PackageError
-from dock32.run import capture, command_line
+from dock32.run import capture, command_line, open_log
 
 # The binary public keyring written beside a signed repository, for `deb [signed-by=...]`.
 KEYRING = "dock32-archive-keyring.gpg"
@@ -103,8 +103,7 @@ def _gpg(argv: Sequence[str | Path], log: Path | None) -> subprocess.CompletedPr
     """Run a gpg or gpgv command, its output appended to log."""
     result = capture(argv)
     if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a", encoding="utf-8") as out:
+        with open_log(log) as out:
             out.write(f"$ {command_line(argv)}\n{result.stdout}{result.stderr}")
     if result.returncode == 127 and result.stderr.startswith("command not found"):
         raise PackageError(f"signing the repository needs {argv[0]}, which is not installed", hint=f"apt-get install {argv[0]}")

@@ -18,7 +18,7 @@ from doit.reporter import ConsoleReporter
 from doit.task import clean_targets
 from doit.tools import config_changed
 
-from dock32 import doctor, workspace
+from dock32 import doctor, modes, workspace
 from dock32.config import BuildConfig, DebPackage, Toolchains, load_config, load_packages, load_toolchains
 from dock32.errors import Dock32Error, Interrupted
 from dock32.plan import PlannedTask, plan_build, remove_folders
@@ -170,7 +170,7 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
 
 
 def doit_config(settings: Settings, target: str) -> dict[str, Any]:
-    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(settings.build_dir)
     return {
         "default_tasks": ["build"],
         # sqlite3: doit writes its json backend in place at the end of a run, so a run killed while writing

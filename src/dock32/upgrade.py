@@ -18,7 +18,7 @@ from pathlib import Path
 
 from debian import deb822
 
-from dock32 import atomic
+from dock32 import atomic, modes
 from dock32.config import BuildConfig, DebPackage
 from dock32.debs import package_version
 from dock32.errors import ConfigError, VerifyError
@@ -66,8 +66,8 @@ def verify_upgrade(config: BuildConfig, packages: tuple[DebPackage, ...], settin
     names = [p.name for p in packages]
     log = layout.log("verify-upgrade")
     log.unlink(missing_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    layout.target_dir.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(log.parent)
+    modes.make_dirs(layout.target_dir)
     results: list[ScenarioResult] = []
     print(f"upgrade from {old_release} ({previous}) to {new_release} (log: {log})", flush=True)
     with tempfile.TemporaryDirectory(prefix="verify-upgrade.", suffix=".partial", dir=layout.target_dir) as scratch_name:

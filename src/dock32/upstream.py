@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dock32 import atomic
+from dock32 import atomic, modes
 from dock32.build import go_build_env
 from dock32.config import BuildConfig, GoModuleSource
 from dock32.errors import BuildError
@@ -273,7 +273,7 @@ def run_suite(config: BuildConfig, suite: UpstreamSuite, settings: Settings, lay
     source = component.source
     assert isinstance(source, GoModuleSource)
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
-    layout.log(f"test-upstream-{component.name}").parent.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(layout.log(f"test-upstream-{component.name}").parent)
     flags = [*([f"-modfile={source.modfile}"] if source.modfile else []), *([f"-tags={','.join(suite.tags)}"] if suite.tags else [])]
     env = go_build_env(component, config.flavour, config.release.date, toolchain, settings)
     go_test = _GoTest(component.name, env, layout.source_tree(component.name), layout)

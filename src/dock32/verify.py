@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from dock32 import atomic
+from dock32 import atomic, modes
 from dock32.config import BuildConfig, DebPackage
 from dock32.errors import VerifyError
 from dock32.layout import Layout
@@ -46,7 +46,7 @@ def verify(
     log.unlink(missing_ok=True)
     results: list[ScenarioResult] = []
     daemon_logs: dict[str, str] = {}
-    layout.target_dir.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(layout.target_dir)
     with tempfile.TemporaryDirectory(prefix="verify.", suffix=".partial", dir=layout.target_dir) as scratch_name:
         scratch = Path(scratch_name)
         data = scratch / "data"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from dock32 import run
+from dock32 import modes, run
 from dock32.errors import BuildError
 
 # doit commands that only read the workspace; every other one may run tasks.
@@ -41,8 +41,10 @@ def hold_lock(build_dir: Path, dist_root: Path | None = None) -> None:
 
 
 def _lock(folder: Path, busy: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    modes.make_dirs(folder)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, modes.FILE)
+    # In dist/ too: under umask 0077 a 0600 lock would stop another user's `cp -r dist`.
+    modes.share_fd(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

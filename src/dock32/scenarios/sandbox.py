@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from dock32.errors import VerifyError
-from dock32.run import capture, dying_with_us
+from dock32.run import capture, dying_with_us, open_log
 from dock32.scenarios.check import fail
 
 DAEMON_START_SECONDS = 90
@@ -113,7 +113,7 @@ class Sandbox:
 
     def start(self) -> None:
         (self.data / "daemons").write_text(DAEMONS_SCRIPT, encoding="utf-8")
-        self._log_file = self.log.open("ab")
+        self._log_file = open_log(self.log, "ab")
         self.process = subprocess.Popen(
             dying_with_us([
                 "unshare", "--pid", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
@@ -175,7 +175,7 @@ class Sandbox:
         fails the scenario. cleanup: run it even while stopping."""
         start = time.monotonic()
         decoded = self.run_inside(argv, stdin, pid_namespace, cleanup)
-        with self.log.open("a", encoding="utf-8") as out:
+        with open_log(self.log) as out:
             out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode}, {time.monotonic() - start:.1f} s)\n")
         if decoded.returncode == -signal.SIGKILL:
             fail(f"`{' '.join(argv)}` did not finish within {EXEC_SECONDS} s")
