@@ -18,6 +18,7 @@ from dock32 import debs as debs_module
 from dock32 import sbom as sbom_module
 from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource, Toolchains
+from dock32.errors import BuildError, Dock32Error, FetchError, PackageError, PatchError, ToolchainError, VerifyError
 from dock32.layout import Layout
 from dock32.settings import Settings
 from dock32.upstream import UpstreamSuite
@@ -29,6 +30,9 @@ class PlannedTask:
     name: str | None  # subtask name, None for a single task
     doc: str
     action: Callable[[], None] | None
+    # The kind, and so the exit code, of whatever fails in this task without a kind of its own: a command it runs,
+    # the disk, a bug (errors.in_stage). One per stage, as README's table of exit codes lists them.
+    kind: type[Dock32Error]
     file_dep: tuple[Path, ...] = ()
     targets: tuple[Path, ...] = ()
     task_dep: tuple[str, ...] = ()
@@ -71,6 +75,7 @@ def plan_build(
             name=None,
             doc="Find or provision the pinned Go and the C compiler for the host machine",
             action=functools.partial(build.provision_toolchain, config, toolchains, settings, layout),
+            kind=ToolchainError,
             targets=(layout.toolchain_record,),
             config={"go": config.go_version, "pins": _as_data(toolchains), "needs_c": [c.name for c in config.components if c.needs_c]},
         )
@@ -85,6 +90,7 @@ def plan_build(
             name=None,
             doc="Write build/<target>/manifest.json: every binary's hash, versions, go version -m and sources",
             action=functools.partial(build.write_manifest, config, settings, layout),
+            kind=BuildError,
             # The prepared stamps too: the manifest records each tree's patches, and a patch that changes only
             # comments or tests gives the same binaries.
             file_dep=(
@@ -106,6 +112,7 @@ def plan_build(
                 name=suite.component,
                 doc=f"go test {' '.join(suite.packages)} of {suite.component} for {config.host_arch.names.go}, against upstream-tests.yaml's known failures",
                 action=functools.partial(upstream.run_suite, config, suite, settings, layout),
+                kind=BuildError,
                 file_dep=(layout.prepared_stamp(suite.component), layout.toolchain_record),
                 always_run=True,
             )
@@ -116,6 +123,7 @@ def plan_build(
             name=None,
             doc="Build every binary of the release for 32-bit x86, its .debs and apt repository",
             action=None,
+            kind=BuildError,
             task_dep=("repository",) if packages else ("manifest",),
         )
     )
@@ -148,6 +156,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                 name=package.name,
                 doc=f"Pack {package.name} as an {arch} .deb with dpkg-deb ({config.host_arch.names.debian} binaries)",
                 action=functools.partial(debs_module.build_deb, package, config, packaging, layout),
+                kind=PackageError,
                 file_dep=(
                     *(layout.binary(b) for b in sorted(set(binaries))),
                     *(layout.prepared_stamp(c) for c in sorted(components)),
@@ -176,6 +185,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                 name=package.name,
                 doc=f"Write {package.name}'s SPDX 2.3 SBOM: Go modules, toolchains, C sources and libraries, patches",
                 action=functools.partial(sbom_module.write_sbom, package, config, packaging, layout),
+                kind=PackageError,
                 file_dep=(deb, layout.manifest, *(p for c in patched for p in layout.patch_files(c))),
                 targets=(sbom,),
                 config={"format": sbom_module.SBOM_FORMAT, "tool": sbom_module.TOOL_VERSION, "packaging": _as_data(packaging), "release": config.release.epoch},
@@ -193,6 +203,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                 name=None,
                 doc=doc,
                 action=functools.partial(check, config, packages, settings, layout),
+                kind=VerifyError,
                 file_dep=(*debs, layout.dist_dir / "Packages"),
                 targets=(layout.target_dir / f"{basename}.json",),
                 task_dep=("repository",),
@@ -208,6 +219,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
             name=None,
             doc="Write the apt repository index, SHA256SUMS and manifest into dist/<target>/",
             action=functools.partial(debs_module.write_repository, packages, config, packaging, layout),
+            kind=PackageError,
             file_dep=(*debs, *sboms, layout.manifest),
             targets=tuple(layout.dist_dir / name for name in index_files),
             config={"packaging": _as_data(packaging), "release": _as_data(config.release)},
@@ -224,6 +236,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
             name=component.name,
             doc=f"Download {component.name} {component.version} and check it against its pinned hash",
             action=functools.partial(build.fetch_source, component, settings, layout),
+            kind=FetchError,
             # Go modules are fetched with the resolved go command.
             file_dep=(layout.toolchain_record,) if go_source else (),
             targets=(layout.source_record(component.name),),
@@ -234,6 +247,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
             name=component.name,
             doc=f"Copy {component.name}'s pristine tree and apply patches/{component.name}/series",
             action=functools.partial(build.prepare_source, config, component, settings, layout),
+            kind=PatchError,
             # Copying patch_modules asks the resolved go command.
             file_dep=(layout.source_record(component.name), *layout.patch_files(component.name), *((layout.toolchain_record,) if go_source else ())),
             targets=(layout.prepared_stamp(component.name),),
@@ -249,6 +263,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
                 name=binary.name,
                 doc=f"Compile {binary.name} ({component.name}) for {config.host_arch.names.debian}",
                 action=functools.partial(build.compile_binary, config, component, binary, settings, layout),
+                kind=BuildError,
                 file_dep=(layout.prepared_stamp(component.name), layout.toolchain_record),
                 targets=(layout.binary(binary.name),),
                 config={

@@ -31,7 +31,7 @@ from dock32 import atomic
 from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
 from dock32.debs import build_deb, package_version, write_repository
-from dock32.errors import VerifyError
+from dock32.errors import CommandFailed, VerifyError
 from dock32.isa import unexpected_go_sse
 from dock32.layout import Layout
 from dock32.rootfs import chroot_run, ensure_root, overlay
@@ -257,9 +257,9 @@ def amd64_busybox(scratch: Path, log: Path) -> bytes:
         raise Skipped("this build machine is not amd64, so it has no amd64 busybox at hand")
     folder = scratch / "amd64"
     folder.mkdir(exist_ok=True)
-    run(["apt-get", "download", "busybox-static:amd64"], cwd=folder, log=log, what="apt-get download busybox-static", error=VerifyError)
+    run(["apt-get", "download", "busybox-static:amd64"], cwd=folder, log=log, what="apt-get download busybox-static")
     (deb,) = folder.glob("busybox-static_*.deb")
-    run(["dpkg-deb", "-x", deb, folder / "x"], log=log, what="unpack busybox-static", error=VerifyError)
+    run(["dpkg-deb", "-x", deb, folder / "x"], log=log, what="unpack busybox-static")
     return (folder / "x" / "bin" / "busybox").read_bytes()
 
 
@@ -546,7 +546,7 @@ def run_scenario(name: str, scenario: Callable[[], str], known_bugs: dict[str, s
         status, detail = "pass", scenario()
     except Skipped as exc:
         status, detail = "skipped", str(exc)
-    except (AssertionError, VerifyError, subprocess.TimeoutExpired) as exc:
+    except (AssertionError, VerifyError, CommandFailed, subprocess.TimeoutExpired) as exc:
         status, detail = "FAIL", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if name in known_bugs and status == "FAIL":
         status, detail = "known-bug", f"{known_bugs[name]} ({detail})"
