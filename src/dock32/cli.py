@@ -15,9 +15,9 @@ from doit.doit_cmd import DoitMain
 
 from dock32 import publish, report
 from dock32.bump.command import command as bump_command
-from dock32.errors import ConfigError, Dock32Error
+from dock32.errors import ConfigError, Dock32Error, FetchError, PackageError, ToolchainError, stage
 from dock32.hostsetup import setup_host
-from dock32.tasks import ErrorKind, Project, TaskTimes, claim_workspace, doit_config, doit_tasks, fail, load_project
+from dock32.tasks import Dock32Reporter, Project, claim_workspace, doit_config, doit_tasks, fail, load_project
 
 COMMANDS = {
     "setup": [],
@@ -43,15 +43,18 @@ def find_project(start: Path) -> Path:
 class _Loader(TaskLoader2):  # type: ignore[misc]
     """Feeds doit the tasks of one already-loaded project (doit's documented custom-loader API)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, reporter: Dock32Reporter) -> None:
         super().__init__()
         self._project = project
+        self._reporter = reporter
 
     def setup(self, opt_values: dict[str, Any]) -> None:
         pass
 
     def load_doit_config(self) -> dict[str, Any]:
-        return doit_config(self._project.settings, self._project.config.target)
+        # doit takes a reporter instance as well as a class (cmd_run's _execute); ours, made by main(), is where it
+        # reads the run's exit code and task times afterwards.
+        return {**doit_config(self._project.settings, self._project.config.target), "reporter": self._reporter}
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         from doit.loader import generate_tasks
@@ -112,14 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))
         fail(exc)
+    # The commands outside the doit tasks give their failed commands a kind here, as a task gives its stage's: bump's
+    # commands resolve a release through the module proxy, setup's install the build machine's tools.
     if args.command == "bump":
         try:
-            return bump_command(project, doit_args, loaded.settings)
+            with stage(FetchError):
+                return bump_command(project, doit_args, loaded.settings)
         except Dock32Error as exc:
             fail(exc)
     if args.command == "setup":
         try:
-            setup_host(project, tests=args.tests)
+            with stage(ToolchainError):
+                setup_host(project, tests=args.tests)
         except Dock32Error as exc:
             fail(exc)
         return 0
@@ -132,15 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))
         fail(exc)
-    if args.json and doit_argv[:1] == ["run"]:
-        # stdout is for the JSON document alone: doit's reporter writes to its output file, our tasks' prints follow.
-        doit_argv = ["run", "--output-file", "/dev/stderr", *doit_argv[1:]]
+    # With --json, stdout is for the JSON document alone: the reporter writes to stderr, our tasks' prints follow.
+    reporter = Dock32Reporter(sys.stderr if args.json else sys.stdout, {})
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        code: int = DoitMain(_Loader(loaded)).run(doit_argv)
-    if code != 0 and ErrorKind.exit_code is not None:
-        code = ErrorKind.exit_code
+        code: int = DoitMain(_Loader(loaded, reporter)).run(doit_argv)
+    if code != 0 and reporter.error is not None:
+        code = reporter.error.exit_code
     if args.json:
-        print(json.dumps(report.run_report(loaded, args.command, code, ErrorKind.message, TaskTimes.results), indent=2, sort_keys=True))
+        print(json.dumps(report.run_report(loaded, args.command, code, reporter.error_line, reporter.results), indent=2, sort_keys=True))
     return code
 
 
@@ -153,7 +159,8 @@ def publish_command(argv: list[str]) -> int:
     parser.add_argument("--gpg-key", help="sign each Release with this key (fingerprint or user id), into InRelease and Release.gpg")
     args = parser.parse_args(argv)
     try:
-        releases = publish.merge(args.targets, args.to, gpg_key=args.gpg_key)
+        with stage(PackageError):  # it makes an apt repository, as the package stage does
+            releases = publish.merge(args.targets, args.to, gpg_key=args.gpg_key)
     except Dock32Error as exc:
         fail(exc)
     for release in releases:

@@ -242,10 +242,10 @@ def build_deb(package: DebPackage, config: Built, packaging: Packaging, layout: 
             run(["dpkg-deb", "--root-owner-group", "-Znone", "--build", root, plain], env=env, log=log, what=f"pack {package.name}")
             members = work / "members"
             members.mkdir()
-            run(["ar", "x", plain], cwd=members, log=log, what=f"unpack {package.name}", error=PackageError)
-            run(["xz", "-T1", "-6", "--", members / "control.tar"], log=log, what=f"compress {package.name}", error=PackageError)
-            run(["xz", "-T1", *XZ_DATA_FILTERS, "--", members / "data.tar"], log=log, what=f"compress {package.name}", error=PackageError)
-            run(["ar", "rcD", partial, "debian-binary", "control.tar.xz", "data.tar.xz"], cwd=members, log=log, what=f"pack {package.name}", error=PackageError)
+            run(["ar", "x", plain], cwd=members, log=log, what=f"unpack {package.name}")
+            run(["xz", "-T1", "-6", "--", members / "control.tar"], log=log, what=f"compress {package.name}")
+            run(["xz", "-T1", *XZ_DATA_FILTERS, "--", members / "data.tar"], log=log, what=f"compress {package.name}")
+            run(["ar", "rcD", partial, "debian-binary", "control.tar.xz", "data.tar.xz"], cwd=members, log=log, what=f"pack {package.name}")
         _publish(partial, final)
         for stale in dist.glob(f"{package.name}_*.deb"):
             if stale != final:

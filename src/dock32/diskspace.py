@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from dock32.errors import BuildError
+from dock32.errors import NotEnoughDiskSpace
 
 MiB = 1 << 20
 SOURCE_TREE_MARGIN = 64 * MiB
@@ -27,11 +27,12 @@ def tree_size(tree: Path) -> int:
 
 
 def require(folder: Path, need: int, what: str) -> None:
-    """Raise unless the file system holding folder has `need` bytes free for `what`."""
+    """Raise unless the file system holding folder has `need` bytes free for `what`. The stage that asks gives the
+    error its kind: a full disk while packing fails as packing."""
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
     free = shutil.disk_usage(existing).free
     if free < need:
-        raise BuildError(
+        raise NotEnoughDiskSpace(
             f"not enough disk space for {what}: {existing} has {_size(free)} free, it needs about {_size(need)}",
             hint="free some space, or point DOCK32_BUILD_DIR, DOCK32_DIST_DIR or DOCK32_CACHE_DIR at a larger disk",
         )

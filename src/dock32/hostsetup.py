@@ -8,7 +8,7 @@ from pathlib import Path
 from dock32 import atomic
 from dock32.arch import build_machine_arch
 from dock32.config import load_config, load_toolchains
-from dock32.errors import ToolchainError
+from dock32.errors import CommandFailed, ToolchainError
 from dock32.fetch import apt_debian_mirror
 from dock32.run import capture, run
 from dock32.toolchain import bootstrap_go_setup, c_toolchain_for
@@ -68,11 +68,11 @@ def setup_host(project_dir: Path, tests: bool = False) -> None:
         installs.append(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(["-t", suite] if suite else []), *bootstrap])
     for step in steps:
         try:
-            run(step, log=None, env={"DEBIAN_FRONTEND": "noninteractive"}, error=ToolchainError)
-        except ToolchainError:
+            run(step, log=None, env={"DEBIAN_FRONTEND": "noninteractive"})
+        except CommandFailed:
             pass
     for step in installs:
-        run(step, log=None, env={"DEBIAN_FRONTEND": "noninteractive"}, error=ToolchainError)
+        run(step, log=None, env={"DEBIAN_FRONTEND": "noninteractive"})
     still = missing_packages(wanted)
     if still:
         raise ToolchainError(f"still missing after install: {' '.join(still)}")

@@ -17,6 +17,7 @@ from dock32 import debs as debs_module
 from dock32 import sbom as sbom_module
 from dock32 import verify as verify_module
 from dock32.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource, Toolchains
+from dock32.errors import BuildError, Dock32Error, FetchError, PackageError, PatchError, ToolchainError, VerifyError
 from dock32.layout import Layout
 from dock32.settings import Settings
 from dock32.stages import (
@@ -39,6 +40,9 @@ class PlannedTask:
     name: str | None  # subtask name, None for a single task
     doc: str
     action: Callable[[], None] | None
+    # The kind, and so the exit code, of whatever fails in this task without a kind of its own: a command it runs,
+    # the disk, a bug (errors.in_stage). One per stage, as README's table of exit codes lists them.
+    kind: type[Dock32Error]
     file_dep: tuple[Path, ...] = ()
     targets: tuple[Path, ...] = ()
     task_dep: tuple[str, ...] = ()
@@ -72,6 +76,7 @@ def plan_build(
     tasks = [
         _staged(
             ("toolchain", None, "Find or provision the pinned Go and the C compiler for the host machine"),
+            ToolchainError,
             build.provision_toolchain,
             toolchain,
             settings,
@@ -94,6 +99,7 @@ def plan_build(
     tasks.append(
         _staged(
             ("manifest", None, "Write build/<target>/manifest.json: every binary's hash, versions, go version -m and sources"),
+            BuildError,
             build.write_manifest,
             manifest,
             settings,
@@ -117,6 +123,7 @@ def plan_build(
                 name=suite.component,
                 doc=f"go test {' '.join(suite.packages)} of {suite.component} for {config.host_arch.names.go}, against upstream-tests.yaml's known failures",
                 action=functools.partial(upstream.run_suite, config, suite, settings, layout),
+                kind=BuildError,
                 file_dep=(layout.prepared_stamp(suite.component), layout.toolchain_record),
                 always_run=True,
             )
@@ -127,6 +134,7 @@ def plan_build(
             name=None,
             doc="Build every binary of the release for 32-bit x86, its .debs and apt repository",
             action=None,
+            kind=BuildError,
             task_dep=("repository",) if packages else ("manifest",),
         )
     )
@@ -159,6 +167,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         tasks.append(
             _staged(
                 ("package", package.name, f"Pack {package.name} as an {arch} .deb with dpkg-deb ({config.host_arch.names.debian} binaries)"),
+                PackageError,
                 debs_module.pack,
                 packed,
                 settings,
@@ -191,6 +200,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         tasks.append(
             _staged(
                 ("sbom", package.name, f"Write {package.name}'s SPDX 2.3 SBOM: Go modules, toolchains, C sources and libraries, patches"),
+                PackageError,
                 sbom_module.write,
                 described,
                 settings,
@@ -210,6 +220,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
                 name=None,
                 doc=doc,
                 action=functools.partial(check, config, packages, settings, layout),
+                kind=VerifyError,
                 file_dep=(*debs, layout.dist_dir / "Packages"),
                 targets=(layout.target_dir / f"{basename}.json",),
                 task_dep=("repository",),
@@ -231,6 +242,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
     tasks.append(
         _staged(
             ("repository", None, "Write the apt repository index, SHA256SUMS and manifest into dist/<target>/"),
+            PackageError,
             debs_module.index,
             indexed,
             settings,
@@ -254,6 +266,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
     tasks = [
         _staged(
             ("fetch", component.name, f"Download {component.name} {component.version} and check it against its pinned hash"),
+            FetchError,
             build.fetch_source,
             fetch,
             settings,
@@ -263,6 +276,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
         ),
         _staged(
             ("source", component.name, f"Copy {component.name}'s pristine tree and apply patches/{component.name}/series"),
+            PatchError,
             build.prepare_source,
             source,
             settings,
@@ -288,6 +302,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
         tasks.append(
             _staged(
                 ("compile", binary.name, f"Compile {binary.name} ({component.name}) for {config.host_arch.names.debian}"),
+                BuildError,
                 build.compile_binary,
                 compiled,
                 settings,
@@ -301,6 +316,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
 
 def _staged(
     task: tuple[str, str | None, str],
+    kind: type[Dock32Error],
     action: Callable[[Any, Settings], None],
     inputs: Any,
     settings: Settings,
@@ -308,14 +324,16 @@ def _staged(
     targets: tuple[Path, ...] = (),
     clean: tuple[Path, ...] = (),
 ) -> PlannedTask:
-    """A task (basename, name, doc) whose action is given its stage input and the machine's settings and nothing
-    else, and whose up-to-date check sees that same input: what the action can read, the check sees."""
+    """A task (basename, name, doc) of a stage whose failures are of `kind`, whose action is given its stage input
+    and the machine's settings and nothing else, and whose up-to-date check sees that same input: what the action
+    can read, the check sees."""
     basename, name, doc = task
     return PlannedTask(
         basename=basename,
         name=name,
         doc=doc,
         action=functools.partial(action, inputs, settings),
+        kind=kind,
         file_dep=file_dep,
         targets=targets,
         config=uptodate_slice(inputs),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dock32 import modes
-from dock32.errors import BuildError, Dock32Error, Interrupted
+from dock32.errors import CommandFailed, Interrupted
 
 LOG_TAIL_LINES = 25
 STOP_GRACE_SECONDS = 5
@@ -122,12 +122,14 @@ def run(
     log: Path | None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    error: type[Dock32Error] = BuildError,
     what: str = "",
 ) -> None:
-    """Run argv, appending its output to log; on failure raise `error` with the command and the log's tail.
+    """Run argv, appending its output to log; on failure raise CommandFailed with the command and the log's tail.
 
     With log=None the output goes to the terminal (for interactive steps like apt-get).
+
+    The same CommandFailed in every stage: the stage that ran the command gives it its kind and exit code
+    (errors.in_stage), so that dpkg-deb and the xz after it cannot fail with different codes.
 
     env holds only the variables dock32 sets; they are laid over the caller's
     environment so that GOPROXY, proxies and the like still reach the tools.
@@ -139,9 +141,9 @@ def run(
                 pass
             code = process.returncode
         except FileNotFoundError:
-            raise error(f"{what or argv[0]}: command not found: {argv[0]}") from None
+            raise CommandFailed(f"{what or argv[0]}: command not found: {argv[0]}") from None
         if code != 0:
-            raise error(f"{what + ': ' if what else ''}command failed with exit code {code}: {line}")
+            raise CommandFailed(f"{what + ': ' if what else ''}command failed with exit code {code}: {line}")
         return
     with open_log(log) as out:
         out.write(f"$ {line}\n")
@@ -150,10 +152,10 @@ def run(
             with _started(argv, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT) as process:
                 pass
         except FileNotFoundError:
-            raise error(f"{what or argv[0]}: command not found: {argv[0]}", hint="run `dock32 doctor` to see what to install") from None
+            raise CommandFailed(f"{what or argv[0]}: command not found: {argv[0]}", hint="run `dock32 doctor` to see what to install") from None
     if process.returncode != 0:
         tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-LOG_TAIL_LINES:])
-        raise error(
+        raise CommandFailed(
             f"{what + ': ' if what else ''}command failed with exit code {process.returncode}: {line}\n"
             f"--- last lines of {log} ---\n{tail.rstrip()}",
             hint=f"full log: {log}",

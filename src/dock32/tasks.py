@@ -20,49 +20,29 @@ from doit.tools import config_changed
 
 from dock32 import doctor, modes, workspace
 from dock32.config import BuildConfig, DebPackage, Toolchains, load_config, load_packages, load_toolchains
-from dock32.errors import Dock32Error, Interrupted
+from dock32.errors import Dock32Error, Interrupted, ToolchainError, in_stage
 from dock32.plan import PlannedTask, plan_build, remove_folders
 from dock32.settings import Settings, settings_from_env
 from dock32.upstream import UpstreamSuite, load_optional
-
-
-class ErrorKind:
-    """The exit code of the first dock32 error of this run, for the `dock32` command's own exit code."""
-
-    exit_code: int | None = None
-    message: str | None = None
-
-
-class TaskTimes:
-    """What each task of this run did and how long it took, for `dock32 ... --json`."""
-
-    started: dict[str, float] = {}
-    results: dict[str, dict[str, Any]] = {}
-
-    @classmethod
-    def finish(cls, name: str, status: str) -> None:
-        start = cls.started.pop(name, None)
-        cls.results[name] = {"status": status, "seconds": round(time.monotonic() - start, 2) if start is not None else 0.0}
 
 
 def debug_enabled() -> bool:
     return os.environ.get("DOCK32_DEBUG", "") not in ("", "0")
 
 
-def _guarded(action: Callable[[], None]) -> Callable[[], Any]:
-    """Turn a Dock32Error into doit's TaskFailed: one line for the user, the traceback only with DOCK32_DEBUG=1."""
+def guarded(action: Callable[[], None], kind: type[Dock32Error]) -> Callable[[], Any]:
+    """Turn whatever fails in a task into doit's TaskFailed, carrying it as a dock32 error of the task's kind
+    (errors.in_stage): one line for the user, the traceback only with DOCK32_DEBUG=1."""
 
     @functools.wraps(action)
     def run_action() -> Any:
         try:
             action()
-        except Dock32Error as exc:
-            if ErrorKind.exit_code is None or isinstance(exc, Interrupted):
-                ErrorKind.exit_code = exc.exit_code
-                ErrorKind.message = str(exc).splitlines()[0]
-            message = f"{exc}\n{traceback.format_exc()}" if debug_enabled() else str(exc)
+        except Exception as exc:  # anything: a task's failure exits with its stage's code, a bug's too
+            error = in_stage(exc, kind)
+            message = f"{error}\n{traceback.format_exc()}" if debug_enabled() else str(error)
             failure = TaskFailed(message)
-            failure.dock32_error = exc  # the reporter tells an interruption from a failure
+            failure.dock32_error = error  # the reporter takes the exit code from it, and tells an interruption from a failure
             return failure
         return None
 
@@ -73,10 +53,12 @@ def to_doit(task: PlannedTask) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "basename": task.basename,
         "doc": task.doc,
-        "actions": [_guarded(task.action)] if task.action else None,
+        "actions": [guarded(task.action, task.kind)] if task.action else None,
         "file_dep": [str(p) for p in task.file_dep],
         "targets": [str(p) for p in task.targets],
         "task_dep": list(task.task_dep),
+        # For the failures doit finds itself (a file_dep gone missing): the reporter gives them the task's kind too.
+        "meta": {"kind": task.kind},
     }
     if task.name:
         entry["name"] = task.name
@@ -95,7 +77,8 @@ def doctor_task(config_path: Path, settings: Settings) -> dict[str, Any]:
     return {
         "basename": "doctor",
         "doc": "Check this machine for everything the build needs and print the command that installs what is missing",
-        "actions": [_guarded(functools.partial(doctor.report, config_path, settings))],
+        "actions": [guarded(functools.partial(doctor.report, config_path, settings), ToolchainError)],
+        "meta": {"kind": ToolchainError},
         "uptodate": [False],
         "verbosity": 2,
     }
@@ -132,26 +115,58 @@ def doit_tasks(project: Project) -> Iterator[dict[str, Any]]:
     yield doctor_task(config.path, settings)
 
 
+def _failure_message(exception: Any, with_traceback: bool) -> str:
+    """What a failed task prints after its name: our one line (and hint), or the last line of doit's own report."""
+    message: str = exception.message if isinstance(exception, TaskFailed) else exception.get_msg()
+    if not isinstance(exception, TaskFailed) and not with_traceback:
+        message = message.strip().splitlines()[-1] if message.strip() else repr(exception)
+    return message.strip()
+
+
 class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
-    """doit's console reporter, but a failed task prints `error: <task>: <message>` and no traceback."""
+    """doit's console reporter, but a failed task prints `error: <task>: <message>` and no traceback.
+
+    One per run, holding what the run did: each task's status and seconds, and the error that decides the exit code
+    (the first one, or an interruption), for the `dock32` command's exit code and its --json report.
+    """
 
     failures: list[dict[str, Any]]
 
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.error: Dock32Error | None = None
+        self.results: dict[str, dict[str, Any]] = {}
+        self._started: dict[str, float] = {}
+
+    @property
+    def error_line(self) -> str | None:
+        return str(self.error).splitlines()[0] if self.error is not None else None
+
+    def _finish(self, name: str, status: str) -> None:
+        start = self._started.pop(name, None)
+        self.results[name] = {"status": status, "seconds": round(time.monotonic() - start, 2) if start is not None else 0.0}
+
     def execute_task(self, task: Any) -> None:
-        TaskTimes.started[task.name] = time.monotonic()
+        self._started[task.name] = time.monotonic()
         super().execute_task(task)
 
     def add_success(self, task: Any) -> None:
         if task.actions:  # a group task (build) does nothing of its own
-            TaskTimes.finish(task.name, "ran")
+            self._finish(task.name, "ran")
         super().add_success(task)
 
     def skip_uptodate(self, task: Any) -> None:
-        TaskTimes.finish(task.name, "up-to-date")
+        self._finish(task.name, "up-to-date")
         super().skip_uptodate(task)
 
     def add_failure(self, task: Any, fail: Any) -> None:
-        TaskTimes.finish(task.name, "failed")
+        self._finish(task.name, "failed")
+        error = getattr(fail, "dock32_error", None)
+        kind = (task.meta or {}).get("kind")
+        if error is None and kind is not None:
+            error = kind(_failure_message(fail, with_traceback=False))
+        if error is not None and (self.error is None or isinstance(error, Interrupted)):
+            self.error = error
         self.failures.append({"task": task, "exception": fail})
 
     def complete_run(self) -> None:
@@ -160,11 +175,7 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
             sys.stderr.write(f"error: interrupted: stopped {stopped}; nothing half-written was kept, run the same command again to go on\n")
             self.failures = []
         for result in self.failures:
-            exception = result["exception"]
-            message = exception.message if isinstance(exception, TaskFailed) else exception.get_msg()
-            if not isinstance(exception, TaskFailed) and not debug_enabled():
-                message = message.strip().splitlines()[-1] if message.strip() else repr(exception)
-            sys.stderr.write(f"error: {result['task'].name}: {message.strip()}\n")
+            sys.stderr.write(f"error: {result['task'].name}: {_failure_message(result['exception'], debug_enabled())}\n")
         self.failures = []
         super().complete_run()
 

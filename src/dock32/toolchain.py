@@ -449,7 +449,7 @@ def build_go(step: SourceBuild, bootstrap: LocalGo, settings: Settings, helper_g
             }
             started = time.monotonic()
             log = dest.parent / f"{step.name}.make.log"
-            run(["bash", "make.bash"], env=env, cwd=goroot / "src", log=log, what=f"build Go {step.version}", error=ToolchainError)
+            run(["bash", "make.bash"], env=env, cwd=goroot / "src", log=log, what=f"build Go {step.version}")
             shutil.rmtree(staging / "cache", ignore_errors=True)
             record = {"source": step.source.ref, "sum": step.source.sum, "bootstrap": bootstrap.note}
             (goroot / BUILT_MARKER).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")

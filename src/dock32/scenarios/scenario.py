@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dock32.arch import Arch, build_machine_arch
 from dock32.config import BuildConfig, DebPackage
-from dock32.errors import VerifyError
+from dock32.errors import CommandFailed, VerifyError
 from dock32.flavour import Flavour
 from dock32.layout import Layout
 from dock32.scenarios.check import Skipped
@@ -131,7 +131,7 @@ def run_scenario(name: str, check: Callable[[], str], known_bug: str | None = No
         status, detail = "pass", check()
     except Skipped as exc:
         status, detail = "skipped", str(exc)
-    except (VerifyError, subprocess.TimeoutExpired) as exc:  # ScenarioFailed is a VerifyError
+    except (VerifyError, CommandFailed, subprocess.TimeoutExpired) as exc:  # ScenarioFailed is a VerifyError; CommandFailed a failed command
         status, detail = "FAIL", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if known_bug is not None and status == "FAIL":
         status, detail = "known-bug", f"{known_bug} ({detail})"
