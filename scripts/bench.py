@@ -27,8 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dock32.build import go_build_argv, go_build_env  # noqa: E402
 from dock32.config import CMakeBinary, GoBinary  # noqa: E402
-from dock32.layout import Layout  # noqa: E402
-from dock32.tasks import load_project  # noqa: E402
+from dock32.project import load_project  # noqa: E402
 from dock32.toolchain import ResolvedToolchain  # noqa: E402
 
 
@@ -87,8 +86,7 @@ ROUNDS = int(os.environ.get("DOCK32_BENCH_ROUNDS", "2"))
 def plain_build(scratch: Path) -> float:
     """The same go build commands (and cmake for tini), run by hand in the prepared trees, into an empty GOCACHE."""
     project = load_project(ROOT)
-    config, settings = project.config, project.settings
-    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, ROOT)
+    config, settings, layout = project.config, project.settings, project.layout
     toolchain = ResolvedToolchain.from_file(layout.toolchain_record)
     raw_out = scratch / "raw"
     raw_out.mkdir()

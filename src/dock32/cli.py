@@ -17,7 +17,8 @@ from dock32 import publish, report
 from dock32.bump.command import command as bump_command
 from dock32.errors import ConfigError, Dock32Error, FetchError, PackageError, ToolchainError, stage
 from dock32.hostsetup import setup_host
-from dock32.tasks import Dock32Reporter, Project, claim_workspace, doit_config, doit_tasks, fail, load_project
+from dock32.project import Project, load_project
+from dock32.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail
 
 COMMANDS = {
     "setup": [],

@@ -16,9 +16,10 @@ from dock32 import build, signing, upgrade, upstream
 from dock32 import debs as debs_module
 from dock32 import sbom as sbom_module
 from dock32 import verify as verify_module
-from dock32.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource, Toolchains
+from dock32.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource
 from dock32.errors import BuildError, Dock32Error, FetchError, PackageError, PatchError, ToolchainError, VerifyError
 from dock32.layout import Layout
+from dock32.project import Project
 from dock32.settings import Settings
 from dock32.stages import (
     CompileInput,
@@ -31,7 +32,6 @@ from dock32.stages import (
     ToolchainInput,
     uptodate_slice,
 )
-from dock32.upstream import UpstreamSuite
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,11 @@ class PlannedTask:
         return f"{self.basename}:{self.name}" if self.name else self.basename
 
 
-def plan_build(
-    config: BuildConfig,
-    toolchains: Toolchains,
-    settings: Settings,
-    packages: tuple[DebPackage, ...] = (),
-    upstream_suites: tuple[UpstreamSuite, ...] = (),
-) -> list[PlannedTask]:
+def plan_build(project: Project) -> list[PlannedTask]:
     """The whole chain: toolchain, fetch, source, compile, manifest and, when packages are defined, package and
     repository; then the checks that are run only when asked for (verify, test-upstream)."""
-    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
+    config, toolchains, settings, layout = project.config, project.toolchains, project.settings, project.layout
+    packages, upstream_suites = project.packages, project.upstream_suites
     toolchain = ToolchainInput(
         go_version=config.go_version,
         toolchains=toolchains,

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from dock32 import __version__
 from dock32.errors import BuildError, ConfigError, Dock32Error, FetchError, Interrupted, PackageError, PatchError, ToolchainError, VerifyError
-from dock32.layout import Layout
 
 if TYPE_CHECKING:
-    from dock32.tasks import Project
+    from dock32.project import Project
 
 EXIT_CODES = {
     0: "ok",
@@ -36,8 +35,7 @@ def failure_report(command: str, error: Dock32Error) -> dict[str, Any]:
 
 
 def run_report(project: Project, command: str, exit_code: int, error: str | None, tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    config, settings = project.config, project.settings
-    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
+    config, layout = project.config, project.layout
     manifest = _read(layout.manifest) or {}
     repository = _read(layout.dist_dir / "manifest.json") or {}
     upstream = {s.component: _read(layout.target_dir / f"upstream-tests-{s.component}.json") for s in project.upstream_suites}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,10 @@ from doit.task import clean_targets
 from doit.tools import config_changed
 
 from dock32 import doctor, modes, workspace
-from dock32.config import BuildConfig, DebPackage, Toolchains, load_config, load_packages, load_toolchains
 from dock32.errors import Dock32Error, Interrupted, ToolchainError, in_stage
 from dock32.plan import PlannedTask, plan_build, remove_folders
-from dock32.settings import Settings, settings_from_env
-from dock32.upstream import UpstreamSuite, load_optional
+from dock32.project import Project
+from dock32.settings import Settings
 
 
 def debug_enabled() -> bool:
@@ -94,20 +91,9 @@ GROUP_DOCS = {
 }
 
 
-@dataclass(frozen=True)
-class Project:
-    """Everything the tasks need, loaded once."""
-
-    config: BuildConfig
-    toolchains: Toolchains
-    settings: Settings
-    packages: tuple[DebPackage, ...]
-    upstream_suites: tuple[UpstreamSuite, ...] = ()
-
-
 def doit_tasks(project: Project) -> Iterator[dict[str, Any]]:
     config, settings = project.config, project.settings
-    planned = plan_build(config, project.toolchains, settings, project.packages, project.upstream_suites)
+    planned = plan_build(project)
     for basename in sorted({t.basename for t in planned if t.name}):
         yield {"basename": basename, "name": None, "doc": GROUP_DOCS.get(basename, "")}
     for task in planned:
@@ -197,22 +183,6 @@ def doit_config(settings: Settings, target: str) -> dict[str, Any]:
         # `doit clean` clears every build output; the download cache lives elsewhere and stays.
         "cleanall": True,
     }
-
-
-def load_project(project_dir: Path, offline: bool | None = None, overrides: tuple[str, ...] = ()) -> Project:
-    """A project without packaging/packages.yaml builds binaries only; without upstream-tests.yaml it has no test-upstream.
-    overrides (`--set`) come after DOCK32_SET's."""
-    settings = settings_from_env(project_dir, offline=offline)
-    settings = dataclasses.replace(settings, overrides=settings.overrides + overrides)
-    config = load_config(project_dir / "buildcfg.yaml", settings.overrides)
-    packages_file = project_dir / "packaging" / "packages.yaml"
-    return Project(
-        config=config,
-        toolchains=load_toolchains(project_dir / "toolchains"),
-        settings=settings,
-        packages=load_packages(packages_file, config) if packages_file.is_file() else (),
-        upstream_suites=load_optional(project_dir / "upstream-tests.yaml", config),
-    )
 
 
 def claim_workspace(settings: Settings, doit_argv: list[str]) -> None:

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from dock32.build import go_build_env
-from dock32.layout import Layout
 from dock32.patches import Patch, read_series
-from dock32.tasks import load_project
+from dock32.project import load_project
 from dock32.toolchain import ResolvedToolchain
 
 from .conftest import ROOT
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 PROJECT = load_project(ROOT)
 CONFIG, SETTINGS = PROJECT.config, PROJECT.settings
-LAYOUT = Layout.of(SETTINGS.build_dir, SETTINGS.dist_dir, CONFIG.target, CONFIG.project_dir)
+LAYOUT = PROJECT.layout
 
 
 def go_tests_of(patch: Patch) -> list[tuple[str, tuple[str, ...]]]:

@@ -11,11 +11,10 @@ import pytest
 
 from dock32 import verify as verify_module
 from dock32.arch import Arch, build_machine_arch
-from dock32.layout import Layout
+from dock32.project import load_project
 from dock32.scenarios.catalogue import SCENARIOS
 from dock32.scenarios.scenario import Context, Scenario, kernel_has_sctp
 from dock32.scenarios.testimage import busybox_rootfs
-from dock32.tasks import load_project
 
 from .conftest import ROOT, dock32
 
@@ -74,8 +73,7 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
 
 def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build: Path) -> None:
     project = load_project(ROOT)
-    config, settings, packages = project.config, project.settings, project.packages
-    layout = Layout.of(settings.build_dir, settings.dist_dir, config.target, config.project_dir)
+    config, settings, packages, layout = project.config, project.settings, project.packages, project.layout
     seen: dict[str, object] = {}
 
     def boom(context: Context) -> str:

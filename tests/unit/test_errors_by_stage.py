@@ -26,8 +26,9 @@ from dock32.errors import (
     stage,
 )
 from dock32.plan import plan_build
+from dock32.project import Project
 from dock32.settings import settings_from_env
-from dock32.tasks import Dock32Reporter, Project, doit_tasks, guarded
+from dock32.tasks import Dock32Reporter, doit_tasks, guarded
 from dock32.upstream import load_optional
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +56,17 @@ def project(tmp_path: Path) -> Project:
     """The real project with every kind of task: packages and the upstream test suites too."""
     config = load_config(ROOT / "buildcfg.yaml")
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
-    return Project(
-        config=config,
-        toolchains=load_toolchains(ROOT / "toolchains"),
-        settings=settings_from_env(ROOT, env=env),
-        packages=load_packages(ROOT / "packaging" / "packages.yaml", config),
-        upstream_suites=load_optional(ROOT / "upstream-tests.yaml", config),
+    return Project.of(
+        config,
+        load_toolchains(ROOT / "toolchains"),
+        settings_from_env(ROOT, env=env),
+        load_packages(ROOT / "packaging" / "packages.yaml", config),
+        load_optional(ROOT / "upstream-tests.yaml", config),
     )
 
 
 def test_every_planned_task_carries_its_stages_kind(project: Project) -> None:
-    planned = plan_build(project.config, project.toolchains, project.settings, project.packages, project.upstream_suites)
+    planned = plan_build(project)
     assert {t.basename for t in planned} == set(STAGES) - {"doctor"}
     for task in planned:
         kind, code = STAGES[task.basename]

@@ -15,9 +15,10 @@ from dock32.errors import ConfigError, ToolchainError
 from dock32.flavour import Flavour
 from dock32.patches import read_series
 from dock32.plan import PlannedTask, plan_build
+from dock32.project import Project
 from dock32.settings import settings_from_env
 from dock32.stages import uptodate_slice
-from dock32.tasks import Project, doit_tasks
+from dock32.tasks import doit_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def planned(tmp_path: Path):  # type: ignore[no-untyped-def]
     config = load_config(ROOT / "buildcfg.yaml")
     settings = settings_from_env(ROOT, env={"DOCK32_CACHE_DIR": str(tmp_path / "cache"), "DOCK32_BUILD_DIR": str(tmp_path / "build")})
-    return config, settings, {t.task_id: t for t in plan_build(config, load_toolchains(ROOT / "toolchains"), settings)}
+    return config, settings, {t.task_id: t for t in plan_build(Project.of(config, load_toolchains(ROOT / "toolchains"), settings))}
 
 
 def test_every_binary_has_a_compile_task_writing_build_target_bin(planned) -> None:  # type: ignore[no-untyped-def]
@@ -76,7 +77,7 @@ def test_config_slices_are_narrow(planned) -> None:  # type: ignore[no-untyped-d
 def test_go386_change_touches_compile_slices_only(tmp_path: Path, planned) -> None:  # type: ignore[no-untyped-def]
     config, settings, tasks = planned
     softfloat = dataclasses.replace(config, flavour=Flavour(go386="softfloat"))
-    other = {t.task_id: t for t in plan_build(softfloat, load_toolchains(ROOT / "toolchains"), settings)}
+    other = {t.task_id: t for t in plan_build(Project.of(softfloat, load_toolchains(ROOT / "toolchains"), settings))}
     assert other["fetch:engine"].config == tasks["fetch:engine"].config
     assert other["compile:dockerd"].config != tasks["compile:dockerd"].config
     assert other["compile:dockerd"].targets[0].parts[-3] == "native32-i386-softfloat"
@@ -84,7 +85,7 @@ def test_go386_change_touches_compile_slices_only(tmp_path: Path, planned) -> No
 
 def test_doit_dicts_have_docs_and_uptodate(planned) -> None:  # type: ignore[no-untyped-def]
     config, settings, _ = planned
-    dicts = list(doit_tasks(Project(config, load_toolchains(ROOT / "toolchains"), settings, ())))
+    dicts = list(doit_tasks(Project.of(config, load_toolchains(ROOT / "toolchains"), settings)))
     assert all(d["doc"] for d in dicts)
     compile_dockerd = next(d for d in dicts if d["basename"] == "compile" and d.get("name") == "dockerd")
     assert compile_dockerd["targets"] == [str(settings.build_dir / "native32-i386" / "bin" / "dockerd")]
@@ -118,7 +119,7 @@ def test_package_tasks_depend_on_their_binaries_and_trees(tmp_path: Path) -> Non
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
     settings = settings_from_env(ROOT, env=env)
     packages = load_packages(ROOT / "packaging" / "packages.yaml", config)
-    tasks = {t.task_id: t for t in plan_build(config, load_toolchains(ROOT / "toolchains"), settings, packages)}
+    tasks = {t.task_id: t for t in plan_build(Project.of(config, load_toolchains(ROOT / "toolchains"), settings, packages))}
     ce = tasks["package:docker-ce"]
     bin_dir = tmp_path / "b" / "native32-i386" / "bin"
     assert {bin_dir / "dockerd", bin_dir / "docker-proxy", bin_dir / "docker-init"} <= set(ce.file_dep)
@@ -147,7 +148,7 @@ def planned_with_packages(tmp_path: Path):  # type: ignore[no-untyped-def]
     toolchains = load_toolchains(ROOT / "toolchains")
 
     def plan(config: BuildConfig) -> dict[str, PlannedTask]:
-        return {t.task_id: t for t in plan_build(config, toolchains, settings, packages)}
+        return {t.task_id: t for t in plan_build(Project.of(config, toolchains, settings, packages))}
 
     return config, settings, plan
 
@@ -183,6 +184,6 @@ def test_locations_stay_out_of_the_check(tmp_path: Path, planned_with_packages) 
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "c2"), "DOCK32_BUILD_DIR": str(tmp_path / "b2"), "DOCK32_DIST_DIR": str(tmp_path / "d2")}
     elsewhere = settings_from_env(ROOT, env=env)
     here = plan(config)
-    there = {t.task_id: t for t in plan_build(config, load_toolchains(ROOT / "toolchains"), elsewhere)}
+    there = {t.task_id: t for t in plan_build(Project.of(config, load_toolchains(ROOT / "toolchains"), elsewhere))}
     for task_id, task in there.items():
         assert task.config == here[task_id].config, task_id

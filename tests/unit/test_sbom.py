@@ -19,6 +19,7 @@ from dock32.debs import deb_filename, package_version, sbom_filename
 from dock32.errors import PackageError
 from dock32.gocmd import parse_version_m
 from dock32.plan import plan_build
+from dock32.project import Project
 from dock32.sbom import PackedDeb, build_sbom, go_purl, render
 from dock32.settings import settings_from_env
 
@@ -293,7 +294,7 @@ def test_go_purls_encode_what_purl_escapes() -> None:
 def test_plan_writes_each_sbom_after_its_deb_and_before_the_repository(tmp_path: Path) -> None:
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
     settings = settings_from_env(ROOT, env=env)
-    tasks = {t.task_id: t for t in plan_build(CONFIG, load_toolchains(ROOT / "toolchains"), settings, tuple(PACKAGES.values()))}
+    tasks = {t.task_id: t for t in plan_build(Project.of(CONFIG, load_toolchains(ROOT / "toolchains"), settings, tuple(PACKAGES.values())))}
     dist = tmp_path / "d" / "native32-i386"
     for name, package in PACKAGES.items():
         task = tasks[f"sbom:{name}"]

@@ -11,6 +11,7 @@ import pytest
 from dock32.config import load_config, load_packages, load_toolchains
 from dock32.errors import PackageError
 from dock32.plan import plan_build
+from dock32.project import Project
 from dock32.settings import settings_from_env
 from dock32.signing import KEYRING, SecretKey, choose_key, parse_secret_keys, signing_failure
 
@@ -111,6 +112,6 @@ def test_the_repository_task_targets_the_signatures_and_keyring_only_with_a_key(
     signed = dataclasses.replace(config, packaging=dataclasses.replace(config.packaging, gpg_key=OURS))
     dist = tmp_path / "d" / config.target
     for cfg, expected in ((config, set()), (signed, {dist / "InRelease", dist / "Release.gpg", dist / KEYRING})):
-        (repository,) = [t for t in plan_build(cfg, load_toolchains(ROOT / "toolchains"), settings, packages) if t.task_id == "repository"]
+        (repository,) = [t for t in plan_build(Project.of(cfg, load_toolchains(ROOT / "toolchains"), settings, packages)) if t.task_id == "repository"]
         assert {dist / "Release", dist / "SHA256SUMS"} <= set(repository.targets)
         assert set(repository.targets) & {dist / "InRelease", dist / "Release.gpg", dist / KEYRING} == expected

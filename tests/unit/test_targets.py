@@ -18,6 +18,7 @@ from dock32.flavour import MULTIARCH64_PREINST
 from dock32.layout import Layout
 from dock32.patches import read_series
 from dock32.plan import plan_build
+from dock32.project import Project
 from dock32.settings import settings_from_env
 from dock32.toolchain import ResolvedToolchain
 
@@ -42,7 +43,7 @@ def plan_target(overrides: tuple[str, ...], tmp_path: Path):  # type: ignore[no-
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "cache"), "DOCK32_BUILD_DIR": str(tmp_path / "build"), "DOCK32_DIST_DIR": str(tmp_path / "dist")}
     settings = settings_from_env(ROOT, env=env)
     packages = load_packages(ROOT / "packaging" / "packages.yaml", config)
-    return config, settings, packages, plan_build(config, load_toolchains(ROOT / "toolchains"), settings, packages)
+    return config, settings, packages, plan_build(Project.of(config, load_toolchains(ROOT / "toolchains"), settings, packages))
 
 
 @pytest.mark.parametrize(("overrides", "target", "version", "goarch"), TARGETS, ids=[t[1] for t in TARGETS])
