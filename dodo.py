@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))
 
-from dock32.errors import Dock32Error  # noqa: E402
-from dock32.project import load_project  # noqa: E402
-from dock32.tasks import claim_workspace, doit_config, doit_tasks, fail  # noqa: E402
+from dock32.core.errors import Dock32Error  # noqa: E402
+from dock32.model.project import load_project  # noqa: E402
+from dock32.pipeline.tasks import claim_workspace, doit_config, doit_tasks, fail  # noqa: E402
 
 try:
     _project = load_project(Path(__file__).parent)

@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from dock32.build import go_build_argv, go_build_env  # noqa: E402
-from dock32.config import CMakeBinary, GoBinary  # noqa: E402
-from dock32.project import load_project  # noqa: E402
-from dock32.toolchain import ResolvedToolchain  # noqa: E402
+from dock32.build.steps import go_build_argv, go_build_env  # noqa: E402
+from dock32.model.config import CMakeBinary, GoBinary  # noqa: E402
+from dock32.model.project import load_project  # noqa: E402
+from dock32.toolchains.toolchain import ResolvedToolchain  # noqa: E402
 
 
 def dock32(*args: str, env: dict[str, str]) -> float:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import atomic
-from dock32.settings import settings_from_env
+from dock32.core import atomic
+from dock32.model.settings import settings_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_META = "linux-image-686:i386"  # depends on the one current linux-image-6.1.0-NN-686

@@ -13,12 +13,13 @@ from typing import Any
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
 
-from dock32 import publish, report
 from dock32.bump.command import command as bump_command
-from dock32.errors import ConfigError, Dock32Error, FetchError, PackageError, ToolchainError, stage
-from dock32.hostsetup import setup_host
-from dock32.project import Project, load_project
-from dock32.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail
+from dock32.core.errors import ConfigError, Dock32Error, FetchError, PackageError, ToolchainError, stage
+from dock32.model.project import Project, load_project
+from dock32.packaging import publish
+from dock32.pipeline import report
+from dock32.pipeline.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail
+from dock32.toolchains.hostsetup import setup_host
 
 COMMANDS = {
     "setup": [],

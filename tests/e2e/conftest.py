@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32.config import load_config
-from dock32.settings import settings_from_env
+from dock32.model.config import load_config
+from dock32.model.settings import settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where `dock32 build` puts its outputs: build/ and dist/, or DOCK32_BUILD_DIR and DOCK32_DIST_DIR, in the

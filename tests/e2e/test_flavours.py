@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32.config import GoBinary
+from dock32.model.config import GoBinary
 
 from ..qemu_guest import Boot, Guest, go_instruction_at, may_need_sse2, run_and_report
 from .conftest import CONFIG, SETTINGS, dock32

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from dock32.arch import Arch, build_machine_arch
-from dock32.config import load_toolchains
-from dock32.rootfs import ensure_root, overlay
-from dock32.toolchain import LocalGo, plan_go_chain
+from dock32.checks.rootfs import ensure_root, overlay
+from dock32.core.arch import Arch, build_machine_arch
+from dock32.model.config import load_toolchains
+from dock32.toolchains.toolchain import LocalGo, plan_go_chain
 
 from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS
 

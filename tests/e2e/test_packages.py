@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from debian.deb822 import Deb822
 
-from dock32.arch import Arch
-from dock32.config import load_packages
-from dock32.debs import _relations, package_version, placeholder_values
-from dock32.rootfs import chroot_run, ensure_root, overlay
-from dock32.settings import settings_from_env
+from dock32.checks.rootfs import chroot_run, ensure_root, overlay
+from dock32.core.arch import Arch
+from dock32.model.config import load_packages
+from dock32.model.settings import settings_from_env
+from dock32.packaging.debs import _relations, package_version, placeholder_values
 
 from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS, dock32
 
@@ -350,9 +350,9 @@ def test_upgrade_from_28x_keeps_an_edited_conffile_and_replaces_an_untouched_one
 def test_release_is_signed_when_a_key_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from dock32.config import load_packages
-    from dock32.debs import write_repository
-    from dock32.layout import Layout
+    from dock32.model.config import load_packages
+    from dock32.model.layout import Layout
+    from dock32.packaging.debs import write_repository
 
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)

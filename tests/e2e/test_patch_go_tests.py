@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dock32.build import go_build_env
-from dock32.patches import Patch, read_series
-from dock32.project import load_project
-from dock32.toolchain import ResolvedToolchain
+from dock32.build.steps import go_build_env
+from dock32.model.project import load_project
+from dock32.sources.patches import Patch, read_series
+from dock32.toolchains.toolchain import ResolvedToolchain
 
 from .conftest import ROOT
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32.patches import read_series
+from dock32.sources.patches import read_series
 
 from .conftest import CONFIG, DIST, ROOT, dock32
 

@@ -15,10 +15,10 @@ import pytest
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from dock32.config import GoModuleSource, load_packages
-from dock32.debs import deb_filename, package_version, sbom_filename
-from dock32.patches import read_series
-from dock32.sbom import go_purl
+from dock32.model.config import GoModuleSource, load_packages
+from dock32.packaging.debs import deb_filename, package_version, sbom_filename
+from dock32.packaging.sbom import go_purl
+from dock32.sources.patches import read_series
 
 from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS
 

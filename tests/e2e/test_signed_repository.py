@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822
 
-from dock32.arch import Arch
-from dock32.config import load_packages
-from dock32.debs import write_repository
-from dock32.layout import Layout
-from dock32.rootfs import ensure_root, overlay
-from dock32.settings import settings_from_env
-from dock32.signing import KEYRING
+from dock32.checks.rootfs import ensure_root, overlay
+from dock32.core.arch import Arch
+from dock32.model.config import load_packages
+from dock32.model.layout import Layout
+from dock32.model.settings import settings_from_env
+from dock32.packaging.debs import write_repository
+from dock32.packaging.signing import KEYRING
 
 from .conftest import BIN, CONFIG, DIST, ROOT
 

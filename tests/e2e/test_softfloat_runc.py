@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32.flavour import NO_SSE_CFLAGS
-from dock32.isa import functions_using_sse, unexpected_go_sse
+from dock32.model.flavour import NO_SSE_CFLAGS
+from dock32.toolchains.isa import functions_using_sse, unexpected_go_sse
 
 from .conftest import CONFIG, dock32
 

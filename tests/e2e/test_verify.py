@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import verify as verify_module
-from dock32.arch import Arch, build_machine_arch
-from dock32.project import load_project
-from dock32.scenarios.catalogue import SCENARIOS
-from dock32.scenarios.scenario import Context, Scenario, kernel_has_sctp
-from dock32.scenarios.testimage import busybox_rootfs
+from dock32.checks import verify as verify_module
+from dock32.checks.scenarios.catalogue import SCENARIOS
+from dock32.checks.scenarios.scenario import Context, Scenario, kernel_has_sctp
+from dock32.checks.scenarios.testimage import busybox_rootfs
+from dock32.core.arch import Arch, build_machine_arch
+from dock32.model.project import load_project
 
 from .conftest import ROOT, dock32
 

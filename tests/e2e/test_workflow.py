@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from dock32.arch import Arch, build_machine_arch
-from dock32.config import load_config, load_packages
-from dock32.debs import build_deb, write_repository
-from dock32.layout import Layout
-from dock32.rootfs import ensure_root, overlay
+from dock32.checks.rootfs import ensure_root, overlay
+from dock32.core.arch import Arch, build_machine_arch
+from dock32.model.config import load_config, load_packages
+from dock32.model.layout import Layout
+from dock32.packaging.debs import build_deb, write_repository
 
 from .conftest import CONFIG, DIST, ROOT, SETTINGS
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32.flavour import MULTIARCH64_PREINST
-from dock32.trees import tree_hash_of_archive
+from dock32.model.flavour import MULTIARCH64_PREINST
+from dock32.sources.trees import tree_hash_of_archive
 
 ROOT = Path(__file__).resolve().parents[2]
 

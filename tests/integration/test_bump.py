@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dock32.config import Component, GoBinary, GoModuleSource, load_config, load_toolchains
-from dock32.trees import tree_hash_of_archive
+from dock32.model.config import Component, GoBinary, GoModuleSource, load_config, load_toolchains
+from dock32.sources.trees import tree_hash_of_archive
 
 from .conftest import ROOT, Mirror, PublishedModule, make_tarball, publish_module, run_dock32
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import cache, fetch
-from dock32.config import ArchiveSource
-from dock32.settings import settings_from_env
-from dock32.trees import tree_hash_of_archive
+from dock32.model.config import ArchiveSource
+from dock32.model.settings import settings_from_env
+from dock32.sources import cache, fetch
+from dock32.sources.trees import tree_hash_of_archive
 
 from .conftest import Mirror, make_tarball, run_dock32
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from dock32 import fetch
-from dock32.config import ArchiveSource
-from dock32.errors import FetchError
-from dock32.settings import Settings, settings_from_env
-from dock32.trees import tree_hash_of_archive
+from dock32.core.errors import FetchError
+from dock32.model.config import ArchiveSource
+from dock32.model.settings import Settings, settings_from_env
+from dock32.sources import fetch
+from dock32.sources.trees import tree_hash_of_archive
 
 pytestmark = pytest.mark.integration
 

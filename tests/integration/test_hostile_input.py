@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import fetch, trees
-from dock32.config import ArchiveSource
-from dock32.errors import FetchError, PatchError
-from dock32.patches import apply_series, read_series
-from dock32.settings import settings_from_env
-from dock32.trees import tree_hash_of_dir
+from dock32.core.errors import FetchError, PatchError
+from dock32.model.config import ArchiveSource
+from dock32.model.settings import settings_from_env
+from dock32.sources import fetch, trees
+from dock32.sources.patches import apply_series, read_series
+from dock32.sources.trees import tree_hash_of_dir
 
 from .conftest import Mirror
 

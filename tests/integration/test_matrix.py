@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from debian.debfile import DebFile
 
-from dock32.arch import Arch
-from dock32.config import DISTROS
-from dock32.flavour import MULTIARCH64_PREINST
-from dock32.rootfs import chroot_run, ensure_root, overlay
-from dock32.settings import settings_from_env
+from dock32.checks.rootfs import chroot_run, ensure_root, overlay
+from dock32.core.arch import Arch
+from dock32.model.config import DISTROS
+from dock32.model.flavour import MULTIARCH64_PREINST
+from dock32.model.settings import settings_from_env
 
 from .conftest import is_elf_i386, ran_tasks, run_dock32
 

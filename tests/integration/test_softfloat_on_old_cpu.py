@@ -7,7 +7,7 @@ by SIGILL at its first SSE2 instruction.
 What this run shows and what it does not: QEMU's emulation (7.2, Debian 12's) refuses some SSE2 instructions on a
 CPU model without SSE2 (MFENCE, which the sse2 runtime's cputicks executes before main) but executes SSE2 arithmetic
 (MULSD, ADDSD, MOVSD) as if the CPU had it. So a C program compiled for SSE2 math runs here, and is no control; that
-no SSE2 instruction is left in a softfloat binary is shown by disassembly (dock32.isa, tests/integration/
+no SSE2 instruction is left in a softfloat binary is shown by disassembly (dock32.toolchains.isa, tests/integration/
 test_softfloat.py). This run shows the rest: the programs start and compute on a CPU whose CPUID says no SSE2, taking
 the code paths that Go's runtime and glibc choose for such a CPU."""
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32.flavour import NO_SSE_CFLAGS
+from dock32.model.flavour import NO_SSE_CFLAGS
 
 from ..qemu_guest import Boot, Guest, go_instruction_at, may_need_sse2, run_and_report
 

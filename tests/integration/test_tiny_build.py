@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32.arch import Arch, build_machine_arch
-from dock32.config import load_toolchains
+from dock32.core.arch import Arch, build_machine_arch
+from dock32.model.config import load_toolchains
 
 from .conftest import PATCH, h1, is_elf_i386, ran_tasks, run_dock32
 

@@ -28,10 +28,10 @@ from dock32.bump.enginetags import (
 from dock32.bump.rules import refusal
 from dock32.bump.upstreamfiles import dockerfile_args, installer_defaults, upstream_arg
 from dock32.bump.versions import commit_for, module_path, module_version, names_module, newest_before, rewrite_module_path
-from dock32.config import ArchiveSource, Component, GoModuleSource
-from dock32.errors import ConfigError, FetchError
-from dock32.gocmd import tidy_error
-from dock32.yamledit import Change, append_go_pin, apply_changes, borrowed, comment_lines_naming, written_once
+from dock32.core.errors import ConfigError, FetchError
+from dock32.model.config import ArchiveSource, Component, GoModuleSource
+from dock32.model.yamledit import Change, append_go_pin, apply_changes, borrowed, comment_lines_naming, written_once
+from dock32.sources.gocmd import tidy_error
 
 
 @pytest.mark.parametrize("version", ["29.0.0", "29.0.1", "29.0.4", "29.4.2", "28.0.0"])

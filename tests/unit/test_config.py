@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dock32.config import ArchiveSource, CMakeBinary, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
-from dock32.errors import ConfigError
-from dock32.flavour import Flavour
+from dock32.core.errors import ConfigError
+from dock32.model.config import ArchiveSource, CMakeBinary, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
+from dock32.model.flavour import Flavour
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,7 +163,7 @@ def test_missing_file() -> None:
 def test_shipped_toolchains_load() -> None:
     toolchains = load_toolchains(ROOT / "toolchains")
     assert load_config(ROOT / "buildcfg.yaml").go_version in toolchains.go  # the shipped Go has a pinned toolchain
-    from dock32.arch import Arch
+    from dock32.core.arch import Arch
 
     cross = toolchains.c_for(Arch.AMD64, Arch.I386)
     assert cross is not None and cross.cc == "i686-linux-gnu-gcc" and "libseccomp-dev:i386" in cross.apt_packages

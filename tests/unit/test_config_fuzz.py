@@ -22,10 +22,10 @@ import yaml
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
-from dock32.build import go_build_argv
-from dock32.config import BuildConfig, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
-from dock32.debs import package_version, placeholder_values
-from dock32.errors import ConfigError
+from dock32.build.steps import go_build_argv
+from dock32.core.errors import ConfigError
+from dock32.model.config import BuildConfig, GoBinary, GoModuleSource, load_config, load_packages, load_toolchains
+from dock32.packaging.debs import package_version, placeholder_values
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDCFG = (ROOT / "buildcfg.yaml").read_text(encoding="utf-8")

@@ -9,9 +9,8 @@ import pytest
 from doit.exceptions import TaskError, TaskFailed
 from doit.task import Task
 
-from dock32 import diskspace
-from dock32.config import load_config, load_packages, load_toolchains
-from dock32.errors import (
+from dock32.core import diskspace
+from dock32.core.errors import (
     BuildError,
     CommandFailed,
     Dock32Error,
@@ -25,11 +24,12 @@ from dock32.errors import (
     in_stage,
     stage,
 )
-from dock32.plan import plan_build
-from dock32.project import Project
-from dock32.settings import settings_from_env
-from dock32.tasks import Dock32Reporter, doit_tasks, guarded
-from dock32.upstream import load_optional
+from dock32.model.config import load_config, load_packages, load_toolchains
+from dock32.model.project import Project
+from dock32.model.settings import settings_from_env
+from dock32.model.upstreamcfg import load_optional
+from dock32.pipeline.plan import plan_build
+from dock32.pipeline.tasks import Dock32Reporter, doit_tasks, guarded
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dock32.fetch import apt_debian_mirror, expand_url
-from dock32.settings import settings_from_env
+from dock32.model.settings import settings_from_env
+from dock32.sources.fetch import apt_debian_mirror, expand_url
 
 
 def test_deb822_sources_skip_security(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from debian.debian_support import Version
 
-from dock32.arch import Arch
-from dock32.flavour import MULTIARCH64_PREINST, NO_SSE_CFLAGS, Flavour, FlavourError
+from dock32.core.arch import Arch
+from dock32.model.flavour import MULTIARCH64_PREINST, NO_SSE_CFLAGS, Flavour, FlavourError
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "dock32"
 

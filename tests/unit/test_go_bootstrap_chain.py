@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import gocmd, toolchain
-from dock32.arch import Arch
-from dock32.config import GoToolchainPin, load_config, load_toolchains
-from dock32.errors import ConfigError, ToolchainError
-from dock32.settings import Settings
-from dock32.toolchain import BUILT_MARKER, LocalGo, SourceBuild, bootstrap_go_setup, cached_gos, go_from_source, plan_go_chain
+from dock32.core.arch import Arch
+from dock32.core.errors import ConfigError, ToolchainError
+from dock32.model.config import GoToolchainPin, load_config, load_toolchains
+from dock32.model.settings import Settings
+from dock32.sources import gocmd
+from dock32.toolchains import toolchain
+from dock32.toolchains.toolchain import BUILT_MARKER, LocalGo, SourceBuild, bootstrap_go_setup, cached_gos, go_from_source, plan_go_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 AMD64_SUM = "h1:" + "A" * 43 + "="

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32.hostsetup import enable_suite
-from dock32.toolchain import BOOTSTRAP_GO_PACKAGES, bootstrap_minimum, likely_bootstrap_minimum
+from dock32.toolchains.hostsetup import enable_suite
+from dock32.toolchains.toolchain import BOOTSTRAP_GO_PACKAGES, bootstrap_minimum, likely_bootstrap_minimum
 
 
 def test_the_minimum_is_read_from_make_bash(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_enable_suite_leaves_a_source_that_names_it(tmp_path: Path) -> None:
 
 
 def test_enable_suite_without_a_mirror_says_so(tmp_path: Path) -> None:
-    from dock32.errors import ToolchainError
+    from dock32.core.errors import ToolchainError
 
     (tmp_path / "sources.list.d").mkdir()
     with pytest.raises(ToolchainError, match="no Debian mirror"):

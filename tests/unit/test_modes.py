@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import atomic, modes
+from dock32.core import atomic, modes
 
 from .test_targets import staged_plugin
 

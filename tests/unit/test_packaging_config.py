@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dock32.config import DISTROS, BuildConfig, DebPackage, load_config, load_packages
-from dock32.debs import _changelog, _relations, deb_filename, package_version
-from dock32.errors import ConfigError
-from dock32.flavour import Flavour
+from dock32.core.errors import ConfigError
+from dock32.model.config import DISTROS, BuildConfig, DebPackage, load_config, load_packages
+from dock32.model.flavour import Flavour
+from dock32.packaging.debs import _changelog, _relations, deb_filename, package_version
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dock32.errors import PatchError
-from dock32.patches import Patch, check_paths, named_paths, read_series
+from dock32.core.errors import PatchError
+from dock32.sources.patches import Patch, check_paths, named_paths, read_series
 
 
 def series(tmp_path: Path, text: str, patches: tuple[str, ...] = ("a.patch", "b.patch")) -> Path:

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from dock32.arch import Arch
-from dock32.config import BuildConfig, load_config, load_toolchains
-from dock32.debs import deb_filename, package_version
-from dock32.errors import ConfigError, ToolchainError
-from dock32.flavour import Flavour
-from dock32.patches import read_series
-from dock32.plan import PlannedTask, plan_build
-from dock32.project import Project
-from dock32.settings import settings_from_env
-from dock32.stages import uptodate_slice
-from dock32.tasks import doit_tasks
+from dock32.core.arch import Arch
+from dock32.core.errors import ConfigError, ToolchainError
+from dock32.model.config import BuildConfig, load_config, load_toolchains
+from dock32.model.flavour import Flavour
+from dock32.model.project import Project
+from dock32.model.settings import settings_from_env
+from dock32.model.stages import uptodate_slice
+from dock32.packaging.debs import deb_filename, package_version
+from dock32.pipeline.plan import PlannedTask, plan_build
+from dock32.pipeline.tasks import doit_tasks
+from dock32.sources.patches import read_series
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def test_settings_from_env(tmp_path: Path) -> None:
 
 
 def test_package_tasks_depend_on_their_binaries_and_trees(tmp_path: Path) -> None:
-    from dock32.config import load_packages
+    from dock32.model.config import load_packages
 
     config = load_config(ROOT / "buildcfg.yaml")
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
@@ -139,7 +139,7 @@ def test_package_tasks_depend_on_their_binaries_and_trees(tmp_path: Path) -> Non
 
 @pytest.fixture
 def planned_with_packages(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from dock32.config import load_packages
+    from dock32.model.config import load_packages
 
     config = load_config(ROOT / "buildcfg.yaml")
     env = {"DOCK32_CACHE_DIR": str(tmp_path / "c"), "DOCK32_BUILD_DIR": str(tmp_path / "b"), "DOCK32_DIST_DIR": str(tmp_path / "d")}
@@ -163,7 +163,7 @@ def test_every_product_task_is_given_its_stage_input_and_its_check_sees_exactly_
         assert isinstance(task.action, functools.partial) and not task.action.keywords, task.task_id
         inputs, given_settings = task.action.args
         assert given_settings is settings, task.task_id
-        assert dataclasses.is_dataclass(inputs) and type(inputs).__module__ == "dock32.stages", task.task_id
+        assert dataclasses.is_dataclass(inputs) and type(inputs).__module__ == "dock32.model.stages", task.task_id
         assert task.config == uptodate_slice(inputs), task.task_id
         # Narrow: no stage is handed the whole config.
         assert not any(isinstance(getattr(inputs, f.name), BuildConfig) for f in dataclasses.fields(inputs)), task.task_id

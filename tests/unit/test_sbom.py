@@ -14,14 +14,14 @@ import pytest
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from dock32.config import ArchiveSource, BuildConfig, DebPackage, GoModuleSource, load_config, load_packages, load_toolchains
-from dock32.debs import deb_filename, package_version, sbom_filename
-from dock32.errors import PackageError
-from dock32.gocmd import parse_version_m
-from dock32.plan import plan_build
-from dock32.project import Project
-from dock32.sbom import PackedDeb, build_sbom, go_purl, render
-from dock32.settings import settings_from_env
+from dock32.core.errors import PackageError
+from dock32.model.config import ArchiveSource, BuildConfig, DebPackage, GoModuleSource, load_config, load_packages, load_toolchains
+from dock32.model.project import Project
+from dock32.model.settings import settings_from_env
+from dock32.packaging.debs import deb_filename, package_version, sbom_filename
+from dock32.packaging.sbom import PackedDeb, build_sbom, go_purl, render
+from dock32.pipeline.plan import plan_build
+from dock32.sources.gocmd import parse_version_m
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")
@@ -311,8 +311,8 @@ def test_plan_writes_each_sbom_after_its_deb_and_before_the_repository(tmp_path:
 
 
 def test_write_sbom_puts_the_document_beside_the_deb_and_refuses_a_patch_changed_since_the_build(tmp_path: Path) -> None:
-    from dock32.layout import Layout
-    from dock32.sbom import write_sbom
+    from dock32.model.layout import Layout
+    from dock32.packaging.sbom import write_sbom
 
     layout = Layout.of(tmp_path / "build", tmp_path / "dist", CONFIG.target, ROOT)
     package = PACKAGES["containerd.io"]

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import scenarios as scenarios_package
-from dock32.config import BuildConfig, load_config
-from dock32.flavour import Flavour
-from dock32.layout import Layout
-from dock32.scenarios import containers, engine
-from dock32.scenarios.catalogue import SCENARIOS
-from dock32.scenarios.check import ScenarioFailed, expect, expect_equal
-from dock32.scenarios.sandbox import Sandbox
-from dock32.scenarios.scenario import Context, Need, Scenario, run_selected, select
+from dock32.checks import scenarios as scenarios_package
+from dock32.checks.scenarios import containers, engine
+from dock32.checks.scenarios.catalogue import SCENARIOS
+from dock32.checks.scenarios.check import ScenarioFailed, expect, expect_equal
+from dock32.checks.scenarios.sandbox import Sandbox
+from dock32.checks.scenarios.scenario import Context, Need, Scenario, run_selected, select
+from dock32.model.config import BuildConfig, load_config
+from dock32.model.flavour import Flavour
+from dock32.model.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src" / "dock32"
+SRC = ROOT / "src" / "dock32" / "checks"
 EVERYTHING = frozenset(Need)
 FLAVOURS = (Flavour("native32", "sse2"), Flavour("native32", "softfloat"), Flavour("multiarch64", "sse2"))
 UPGRADE_THEN_PURGE = "upgrade with a --restart=always container, then purge"
@@ -99,7 +99,7 @@ def test_every_scenario_in_the_package_is_in_the_catalogue_once() -> None:
     defined = [
         value
         for module in pkgutil.iter_modules(scenarios_package.__path__)
-        for value in vars(importlib.import_module(f"dock32.scenarios.{module.name}")).values()
+        for value in vars(importlib.import_module(f"dock32.checks.scenarios.{module.name}")).values()
         if isinstance(value, Scenario) and module.name != "catalogue"
     ]
     assert sorted(s.name for s in defined) == sorted(s.name for s in SCENARIOS)

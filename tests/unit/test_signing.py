@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dock32.config import load_config, load_packages, load_toolchains
-from dock32.errors import PackageError
-from dock32.plan import plan_build
-from dock32.project import Project
-from dock32.settings import settings_from_env
-from dock32.signing import KEYRING, SecretKey, choose_key, parse_secret_keys, signing_failure
+from dock32.core.errors import PackageError
+from dock32.model.config import load_config, load_packages, load_toolchains
+from dock32.model.project import Project
+from dock32.model.settings import settings_from_env
+from dock32.packaging.signing import KEYRING, SecretKey, choose_key, parse_secret_keys, signing_failure
+from dock32.pipeline.plan import plan_build
 
 ROOT = Path(__file__).resolve().parents[2]
 

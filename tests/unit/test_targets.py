@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822
 
-from dock32.arch import Arch
-from dock32.build import go_build_env
-from dock32.config import load_config, load_packages, load_toolchains
-from dock32.debs import package_version, stage_package
-from dock32.errors import ConfigError, PatchError
-from dock32.flavour import MULTIARCH64_PREINST
-from dock32.layout import Layout
-from dock32.patches import read_series
-from dock32.plan import plan_build
-from dock32.project import Project
-from dock32.settings import settings_from_env
-from dock32.toolchain import ResolvedToolchain
+from dock32.build.steps import go_build_env
+from dock32.core.arch import Arch
+from dock32.core.errors import ConfigError, PatchError
+from dock32.model.config import load_config, load_packages, load_toolchains
+from dock32.model.flavour import MULTIARCH64_PREINST
+from dock32.model.layout import Layout
+from dock32.model.project import Project
+from dock32.model.settings import settings_from_env
+from dock32.packaging.debs import package_version, stage_package
+from dock32.pipeline.plan import plan_build
+from dock32.sources.patches import read_series
+from dock32.toolchains.toolchain import ResolvedToolchain
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = load_config(ROOT / "buildcfg.yaml")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import hostsetup
-from dock32.arch import Arch
-from dock32.config import load_toolchains
-from dock32.errors import ConfigError
+from dock32.core.arch import Arch
+from dock32.core.errors import ConfigError
+from dock32.model.config import load_toolchains
+from dock32.toolchains import hostsetup
 
 ROOT = Path(__file__).resolve().parents[2]
 

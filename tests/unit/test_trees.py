@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dock32 import trees
-from dock32.errors import FetchError
-from dock32.trees import tree_hash_of_archive, tree_hash_of_dir, unpack
+from dock32.core.errors import FetchError
+from dock32.sources import trees
+from dock32.sources.trees import tree_hash_of_archive, tree_hash_of_dir, unpack
 
 
 def make_tar(path: Path, entries: list[tuple[str, str, str | bytes | None]], mode: str = "w:gz") -> Path:

@@ -7,23 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from dock32.config import GoModuleSource, load_config
-from dock32.errors import ConfigError
-from dock32.upstream import (
-    PACKAGE_LEVEL,
+from dock32.checks.upstream import (
     GoTestRun,
     Outcome,
-    UpstreamSuite,
     classify,
     failures_from_go_test_json,
     flaky_failures,
     go_test_runs,
-    load_upstream_suites,
     on_path_build,
     package_results,
     passed_tests,
     rerun,
 )
+from dock32.core.errors import ConfigError
+from dock32.model.config import GoModuleSource, load_config
+from dock32.model.upstreamcfg import PACKAGE_LEVEL, UpstreamSuite, load_upstream_suites
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_config(ROOT / "buildcfg.yaml")

@@ -7,10 +7,10 @@ import tarfile
 
 import pytest
 
-from dock32.errors import VerifyError
-from dock32.scenarios.check import ScenarioFailed, Skipped, fail
-from dock32.scenarios.scenario import run_scenario
-from dock32.scenarios.testimage import busybox_rootfs
+from dock32.checks.scenarios.check import ScenarioFailed, Skipped, fail
+from dock32.checks.scenarios.scenario import run_scenario
+from dock32.checks.scenarios.testimage import busybox_rootfs
+from dock32.core.errors import VerifyError
 
 BUG = "a reason"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dock32.workspace import READ_ONLY_COMMANDS, doit_command, only_read_only_tasks
+from dock32.pipeline.workspace import READ_ONLY_COMMANDS, doit_command, only_read_only_tasks
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """`dock32 bump <docker-version>`: move the pins to another Docker release, found from the upstream sources themselves;
 `dock32 bump --check`: list the newer releases the module proxy can give.
 
-Everything comes through the Go module proxy (GOPROXY), with the `go` command (dock32.gocmd):
+Everything comes through the Go module proxy (GOPROXY), with the `go` command (dock32.sources.gocmd):
 
 - engine: up to 28.x the module github.com/docker/docker at v<X.Y.Z>+incompatible. From 29.x the daemon is the module
   github.com/moby/moby/v2, whose release tags (docker-v29.8.1) are not module versions; moby tags the same commits
@@ -22,9 +22,9 @@ Everything comes through the Go module proxy (GOPROXY), with the `go` command (d
 A module whose path changes (github.com/containerd/containerd/v2, github.com/docker/compose/v5, moby/moby/v2) has every
 value under its binaries that names the old path rewritten, once, where it is written (an anchored list used through
 an alias is rewritten at its anchor); a `modfile` the new tree no longer has (moby v2 has a go.mod) is removed.
-Everything else stays byte for byte (dock32.yamledit), and the result is loaded with load_config/load_toolchains
+Everything else stays byte for byte (dock32.model.yamledit), and the result is loaded with load_config/load_toolchains
 before anything is written. The patch series of every component whose version changes are checked against the new
-trees (dock32.patches.check_series).
+trees (dock32.sources.patches.check_series).
 """
 
 from __future__ import annotations

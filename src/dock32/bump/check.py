@@ -15,11 +15,11 @@ from dock32.bump.enginetags import (
 from dock32.bump.mobytags import MobyTags, cli_module, engine_component, version_runs
 from dock32.bump.rules import refusal
 from dock32.bump.versions import core
-from dock32.config import GoModuleSource, load_config, load_toolchains
-from dock32.errors import FetchError
-from dock32.gocmd import Go
-from dock32.settings import Settings, settings_from_env
-from dock32.toolchain import choose_go
+from dock32.core.errors import FetchError
+from dock32.model.config import GoModuleSource, load_config, load_toolchains
+from dock32.model.settings import Settings, settings_from_env
+from dock32.sources.gocmd import Go
+from dock32.toolchains.toolchain import choose_go
 
 
 @dataclass

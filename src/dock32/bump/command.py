@@ -9,7 +9,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dock32 import atomic
 from dock32.bump.check import check_project
 from dock32.bump.enginetags import (
     BETA_PREFIX,
@@ -17,10 +16,11 @@ from dock32.bump.enginetags import (
 )
 from dock32.bump.resolver import Bump, Resolver
 from dock32.bump.rules import refusal
-from dock32.config import load_config, load_packages, load_toolchains
-from dock32.errors import ConfigError
-from dock32.settings import Settings, settings_from_env
-from dock32.yamledit import apply_changes, comment_lines_naming
+from dock32.core import atomic
+from dock32.core.errors import ConfigError
+from dock32.model.config import load_config, load_packages, load_toolchains
+from dock32.model.settings import Settings, settings_from_env
+from dock32.model.yamledit import apply_changes, comment_lines_naming
 
 FILES = ("buildcfg.yaml", "toolchains/go.yaml")
 

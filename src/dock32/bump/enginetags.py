@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 import yaml
 
-from dock32.errors import FetchError
+from dock32.core.errors import FetchError
 
 MOBY_V2 = "github.com/moby/moby/v2"
 DOCKER_DOCKER = "github.com/docker/docker"

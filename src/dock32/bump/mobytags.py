@@ -17,9 +17,9 @@ from dock32.bump.enginetags import (
     parse_versions_file,
 )
 from dock32.bump.rules import CLI, CLI_MODULE, ENGINE
-from dock32.config import BuildConfig, Component, GoModuleSource
-from dock32.errors import ConfigError, FetchError
-from dock32.gocmd import Go, Module
+from dock32.core.errors import ConfigError, FetchError
+from dock32.model.config import BuildConfig, Component, GoModuleSource
+from dock32.sources.gocmd import Go, Module
 
 
 class MobyTags:

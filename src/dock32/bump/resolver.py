@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from dock32 import fetch
-from dock32.build import prepare_tree
+from dock32.build.steps import prepare_tree
 from dock32.bump.enginetags import (
     BETA_PREFIX,
     DOCKER_DOCKER,
@@ -27,14 +26,15 @@ from dock32.bump.mobytags import MobyTags, cli_module, engine_component
 from dock32.bump.rules import ENGINE, PLUGIN, PLUGIN_ARGS, PLUGIN_BATCH, RELEASE, RULES
 from dock32.bump.upstreamfiles import upstream_arg
 from dock32.bump.versions import SEMVER, commit_for, core, major, module_path, module_version, names_module, newest_before, rewrite_module_path, version_field
-from dock32.config import ArchiveSource, BuildConfig, Component, GoBinary, GoModuleSource, load_toolchains
-from dock32.errors import ConfigError, Dock32Error, FetchError
-from dock32.gocmd import Go, Module, format_time
-from dock32.patches import check_series, read_series
-from dock32.settings import Settings
-from dock32.toolchain import choose_go
-from dock32.trees import tree_hash_of_archive, unpack
-from dock32.yamledit import Change, Path_, append_go_pin, borrowed, scalar_nodes, written_once
+from dock32.core.errors import ConfigError, Dock32Error, FetchError
+from dock32.model.config import ArchiveSource, BuildConfig, Component, GoBinary, GoModuleSource, load_toolchains
+from dock32.model.settings import Settings
+from dock32.model.yamledit import Change, Path_, append_go_pin, borrowed, scalar_nodes, written_once
+from dock32.sources import fetch
+from dock32.sources.gocmd import Go, Module, format_time
+from dock32.sources.patches import check_series, read_series
+from dock32.sources.trees import tree_hash_of_archive, unpack
+from dock32.toolchains.toolchain import choose_go
 
 
 @dataclass

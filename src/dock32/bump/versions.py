@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from dock32.config import Component, GoModuleSource
+from dock32.model.config import Component, GoModuleSource
 
 SEMVER = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
 
