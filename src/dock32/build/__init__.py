@@ -1,0 +1,1 @@
+"""The build stages' work: toolchain, fetch, source, compile and manifest."""

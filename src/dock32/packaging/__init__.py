@@ -1,0 +1,1 @@
+"""The .debs laid out like Docker's own, their SBOMs, signing, and `dock32 publish`."""
