@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.epilog = "Other arguments go to doit: `dock32 build compile:dockerd`, `dock32 list --all`."
     args, doit_args = parser.parse_known_args(argv)
+    # dock32 reads the run's exit code and task times from its own reporter; another would leave them unknown.
+    taken = [a.split("=", 1)[0] for a in doit_args if a.split("=", 1)[0] in ("--reporter", "--output-file")]
+    if taken:
+        hint = "use --json for a machine-readable report, or plain `doit` for doit's reporters"
+        fail(ConfigError(f"{taken[0]}: dock32 reports a run itself", hint=hint))
     if args.debug:
         os.environ["DOCK32_DEBUG"] = "1"
     if args.upgrade_from is not None:

@@ -81,3 +81,8 @@ def test_no_module_but_the_flavour_compares_strategy_or_go386() -> None:
         if comparison.search(line)
     ]
     assert found == []
+
+
+def test_a_manifest_with_a_bad_go386_names_go386() -> None:
+    with pytest.raises(FlavourError, match=r"^unknown go386 None: one of sse2, softfloat$"):
+        Flavour.from_record({"strategy": "native32", "go386": None})

@@ -111,7 +111,7 @@ def test_no_check_is_an_assert(path: Path) -> None:
     """`python -O -m dock32.cli verify` drops assert statements: a check written as one would always pass."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     asserts = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assert)]
-    assert asserts == [], f"{path.name}: assert on lines {asserts}; use expect() or fail() from dock32.scenarios.check"
+    assert asserts == [], f"{path.name}: assert on lines {asserts}; use expect() or fail() from dock32.checks.scenarios.check"
 
 
 # --- checks on a recorded sandbox ----------------------------------------------------------------

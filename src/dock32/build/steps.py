@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dock32.core import atomic, diskspace, modes
-from dock32.core.errors import BuildError
+from dock32.core.errors import BuildError, FetchError, ToolchainError
 from dock32.core.run import run
 from dock32.model.config import ArchiveSource, CMakeBinary, Component, GoBinary, GoModuleSource
 from dock32.model.flavour import Flavour
@@ -56,7 +56,7 @@ def _copy_patched_modules(source: GoModuleSource, tree: Path, go: str, settings:
     for module in source.patch_modules:
         downloaded = found[module]
         if isinstance(downloaded, str):
-            raise BuildError(f"patch_modules: cannot fetch {module}: {downloaded}", hint="it must be a dependency in the component's module file")
+            raise FetchError(f"patch_modules: cannot fetch {module}: {downloaded}", hint="it must be a dependency in the component's module file")
         copy_writable(downloaded.dir, tree / PATCHED_MODULES_DIR / module)
         # `go mod edit` names its module file as an argument, not with -modfile.
         edit = [go, "mod", "edit", f"-replace={module}=./{PATCHED_MODULES_DIR}/{module}", *([source.modfile] if source.modfile else [])]
@@ -74,7 +74,7 @@ def prepare_tree(source: GoModuleSource | ArchiveSource, pristine: Path, tree: P
         (tree / "go.mod").write_text(f"module {source.module}\n", encoding="utf-8")
     if source.patch_modules:
         if go is None:
-            raise BuildError("patch_modules: no go command to fetch them with", hint="run `dock32 doctor`")
+            raise ToolchainError("patch_modules: no go command to fetch them with", hint="run `dock32 doctor`")
         _copy_patched_modules(source, tree, go, settings)
 
 

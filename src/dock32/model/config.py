@@ -132,12 +132,12 @@ class BuildConfig:
 
     @property
     def host_arch(self) -> Arch:
-        """What the binaries are compiled for (GOARCH, the C compiler's host)."""
+        """The flavour's (Flavour.host_arch)."""
         return self.flavour.host_arch
 
     @property
     def deb_arch(self) -> Arch:
-        """The packages' Architecture: the 32-bit dpkg that installs them, whichever the binaries are."""
+        """The flavour's (Flavour.deb_arch)."""
         return self.flavour.deb_arch
 
     @property

@@ -131,6 +131,8 @@ class Flavour:
     def from_record(cls, record: Mapping[str, object]) -> Flavour:
         """The flavour a manifest records (as_record's fields); FlavourError for one that is not a flavour."""
         strategy, go386 = record.get("strategy"), record.get("go386", "sse2")
-        if not isinstance(strategy, str) or not isinstance(go386, str):
+        if not isinstance(strategy, str):
             raise FlavourError(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+        if not isinstance(go386, str):
+            raise FlavourError(f"unknown go386 {go386!r}: one of {', '.join(GO386_MODES)}")
         return cls(strategy, go386)

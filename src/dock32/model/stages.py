@@ -87,6 +87,9 @@ class SourceInput:
 
 @dataclass(frozen=True)
 class CompileInput:
+    # The whole component: its version, commit and cgo go into the command and environment, its source's modfile
+    # into the command. So a change to one binary's entry recompiles its siblings too; a compile is cheap next to a
+    # check that misses what it reads.
     component: Component
     binary: Binary
     flavour: Flavour

@@ -115,7 +115,7 @@ def _changelog(package: DebPackage, version: str, config: Built, packaging: Pack
     upstream = ", ".join(f"{c.name} {c.version.removeprefix('v')}" for c in packaged_components(package, config))
     return (
         f"{package.source} ({version}) {packaging.distro.codename}; urgency=medium\n\n"
-        f"  * Docker {config.release.version} built for {config.flavour.deb_arch.names.debian} by dock32{_programs_note(config)}.\n"
+        f"  * Docker {config.release.version} built for {config.flavour.deb_arch.names.debian} by dock32{config.flavour.programs_note}.\n"
         f"  * Upstream: {upstream}.\n\n"
         f" -- {packaging.maintainer}  {date}\n"
     )
@@ -125,12 +125,6 @@ def packaged_components(package: DebPackage, config: Built) -> list[Component]:
     """The components whose binaries the package carries, in the config's order (containerd.io: containerd, runc)."""
     binaries = {f.binary for f in package.files if f.binary} | {f.run[0] for f in package.files if f.run}
     return [c for c in config.components if any(b.name in binaries for b in c.binaries)]
-
-
-def _programs_note(config: Built) -> str:
-    """For packages whose programs are for another architecture than the package (multiarch64); lintian wants
-    changelog lines within 80 columns."""
-    return config.flavour.programs_note
 
 
 def stage_package(package: DebPackage, config: Built, packaging: Packaging, layout: Layout, root: Path) -> str:

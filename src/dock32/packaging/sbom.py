@@ -366,7 +366,6 @@ def write_sbom(package: DebPackage, config: Built, packaging: Packaging, layout:
             stale.unlink()
 
 
-
 def write(inputs: SbomInput, settings: Settings) -> None:
     """The sbom task: one package's SPDX document, from its stage input alone."""
     write_sbom(inputs.package, inputs, inputs.packaging, inputs.layout)

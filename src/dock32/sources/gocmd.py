@@ -1,6 +1,7 @@
-"""The go command, wrapped once: its module environment, `go mod download -json` and `go list -m -json` read into
-data (modules with their h1: sums, versions, their .info times), `go version -m`, and `go env GOVERSION`. Every
-module of dock32 that asks go something asks it through here."""
+"""The go command's questions, wrapped once: its module environment, `go mod download -json` and `go list -m -json`
+read into data (modules with their h1: sums, versions, their .info times), `go version -m`, and `go env`. Every
+module of dock32 that asks go about modules or a toolchain asks through here; go build, go test and go mod edit
+run where their output is made (build, checks), with module_env."""
 
 from __future__ import annotations
 
@@ -90,6 +91,12 @@ def module_env(settings: Settings) -> dict[str, str]:
     if settings.offline:
         env["GOPROXY"] = "off"
     return env
+
+
+def env_value(go: str | Path, name: str) -> str:
+    """What `go env NAME` says of this go command itself ("" if it cannot say)."""
+    result = capture([go, "env", name], env={"GOTOOLCHAIN": "local"})
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def version_of(go: str | Path) -> str | None:

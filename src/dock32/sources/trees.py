@@ -40,7 +40,7 @@ _READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 
 def _bomb_hint(limit: str) -> str:
-    return f"an archive bomb, or a tree far larger than any dock32 builds; the limit is {limit} in dock32/trees.py"
+    return f"an archive bomb, or a tree far larger than any dock32 builds; the limit is {limit} in dock32/sources/trees.py"
 
 
 def _size(n: int) -> str:

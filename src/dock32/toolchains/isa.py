@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from dock32.core.errors import BuildError
+from dock32.core.errors import CommandFailed
 from dock32.core.run import capture
 
 # runtime functions that test the CPU before they use SSE (checked in Go 1.24's runtime/*_386.s and
@@ -41,7 +41,7 @@ def go_functions(binary: Path, go: str, tools_dir: Path) -> list[tuple[int, int,
         built = capture([go, "build", "-trimpath", "-o", partial, GOFUNCS_SOURCE], env=env, cwd=tools_dir)
         if built.returncode != 0:
             partial.unlink(missing_ok=True)
-            raise BuildError(f"building {GOFUNCS_SOURCE.name}: {built.stderr.strip()[-300:]}")
+            raise CommandFailed(f"building {GOFUNCS_SOURCE.name}: {built.stderr.strip()[-300:]}")
         partial.replace(tool)
     result = capture([tool, binary])
     if result.returncode != 0:
@@ -58,7 +58,7 @@ def functions_using_sse(binary: Path, go: str | None = None, tools_dir: Path | N
     named by the binary's symbols or, where it has none (-s), with go and tools_dir given, by Go's function table."""
     result = capture(["objdump", "-d", "--no-show-raw-insn", binary])
     if result.returncode != 0:
-        raise BuildError(f"objdump {binary.name}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+        raise CommandFailed(f"objdump {binary.name}: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
     lines = result.stdout.splitlines()
     # Without symbols, objdump labels only sections (<.text>): there the addresses say which function it is.
     labels = {m.group(1) for m in map(_FUNCTION.match, lines) if m}

@@ -289,7 +289,7 @@ def bootstrap_candidates() -> list[str]:
 
 def _local_go(go: str) -> LocalGo | None:
     version = gocmd.version_of(go)
-    goroot = capture([go, "env", "GOROOT"], env={"GOTOOLCHAIN": "local"}).stdout.strip() if version else ""
+    goroot = gocmd.env_value(go, "GOROOT") if version else ""
     return LocalGo(goroot=goroot, version=version) if version and goroot and (Path(goroot) / "bin" / "go").is_file() else None
 
 
@@ -444,7 +444,8 @@ def build_go(step: SourceBuild, bootstrap: LocalGo, settings: Settings, helper_g
                 "GOFLAGS": "",
                 "GOCACHE": str(staging / "cache"),
                 # The toolchain must run on this CPU: x87 floating point where it has no SSE2 (the compilers' output
-                # does not depend on it: Go's float arithmetic is IEEE either way).
+                # does not depend on it: Go's float arithmetic is IEEE either way). This is the build machine's CPU,
+                # not the flavour's: the flavour's GO386 applies to what the toolchain compiles.
                 **({"GO386": "sse2" if _has_sse2() else "softfloat"} if step.build is Arch.I386 else {}),
             }
             started = time.monotonic()
