@@ -7,6 +7,7 @@ import io
 import tarfile
 from pathlib import Path
 
+from dock32.checks.scenarios.check import fail
 from dock32.checks.scenarios.sandbox import Sandbox
 from dock32.core.run import run
 
@@ -54,7 +55,10 @@ def amd64_busybox(scratch: Path, log: Path) -> bytes:
     folder = scratch / "amd64"
     folder.mkdir(exist_ok=True)
     run(["apt-get", "download", "busybox-static:amd64"], cwd=folder, log=log, what="apt-get download busybox-static")
-    (deb,) = folder.glob("busybox-static_*.deb")
+    debs = sorted(folder.glob("busybox-static_*.deb"))
+    if len(debs) != 1:
+        fail(f"apt-get download busybox-static:amd64 gave {len(debs)} .debs ({', '.join(d.name for d in debs) or 'none'}), expected one")
+    deb = debs[0]
     run(["dpkg-deb", "-x", deb, folder / "x"], log=log, what="unpack busybox-static")
     return (folder / "x" / "bin" / "busybox").read_bytes()
 
