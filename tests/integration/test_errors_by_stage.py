@@ -9,23 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import run_dock32
+from .conftest import TINY_PACKAGES, run_dock32
 
 pytestmark = pytest.mark.integration
-
-PACKAGES = """\
-packages:
-  hello:
-    version: "{hello}{distro_suffix}"
-    section: admin
-    description: |-
-      hello, the tiny test program
-      It prints a greeting and the libseccomp version.
-    license_from: hello
-    copyright: 2025 the hello authors
-    files:
-      - {binary: hello, to: /usr/bin/hello}
-"""
 
 
 def failing_tool(folder: Path, name: str) -> Path:
@@ -40,7 +26,7 @@ def failing_tool(folder: Path, name: str) -> Path:
 def test_dpkg_deb_ar_and_xz_failing_in_the_package_task_all_exit_with_the_package_code(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, env = tiny
     (root / "packaging" / "scripts").mkdir(parents=True)
-    (root / "packaging" / "packages.yaml").write_text(PACKAGES, encoding="utf-8")
+    (root / "packaging" / "packages.yaml").write_text(TINY_PACKAGES, encoding="utf-8")
     # xz (the default): dpkg-deb packs, ar unpacks, xz compresses the members, ar packs them again.
     built = run_dock32(root, "build", env=env)
     assert built.returncode == 0, built.stderr
