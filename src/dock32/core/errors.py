@@ -63,7 +63,7 @@ class Interrupted(Dock32Error):
 
 class StageFailure(Dock32Error):
     """A failure of something every stage uses. Each entry point turns it into its stage's kind (the doit tasks in
-    tasks.py, the commands outside them in cli.py); 1 is only what one that slipped through would exit with."""
+    pipeline/tasks.py, the commands outside them in cli.py); 1 is only what one that slipped through would exit with."""
 
 
 class CommandFailed(StageFailure):
