@@ -133,8 +133,8 @@ def go_build_env(component: Component, flavour: Flavour, release_date: datetime,
     }
     if component.cgo:
         env.update(toolchain.c_env)
-        if c_flags(flavour, toolchain):
-            env["CGO_CFLAGS"] = c_flags(flavour, toolchain)
+        if flags := c_flags(flavour, toolchain):
+            env["CGO_CFLAGS"] = flags
     return env
 
 
