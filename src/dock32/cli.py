@@ -26,6 +26,7 @@ COMMANDS = {
     "build": ["run", "build"],
     "doctor": ["run", "doctor"],
     "verify": ["run", "verify"],
+    "verify-sysvinit": ["run", "verify-sysvinit"],
     "verify-upgrade": ["run", "verify-upgrade"],
     "test-upstream": ["run", "test-upstream"],
     "list": ["list"],

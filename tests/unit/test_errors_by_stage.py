@@ -47,6 +47,7 @@ STAGES: dict[str, tuple[type[Dock32Error], int]] = {
     "sbom": (PackageError, 7),
     "repository": (PackageError, 7),
     "verify": (VerifyError, 8),
+    "verify-sysvinit": (VerifyError, 8),
     "verify-upgrade": (VerifyError, 8),
 }
 

@@ -18,8 +18,9 @@ from dock32.checks import scenarios as scenarios_package
 from dock32.checks.scenarios import containers, engine
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.check import ScenarioFailed, expect, expect_equal
+from dock32.checks.scenarios.machine import Need
 from dock32.checks.scenarios.sandbox import Sandbox
-from dock32.checks.scenarios.scenario import Context, Need, Scenario, run_selected, select
+from dock32.checks.scenarios.scenario import Context, Scenario, run_selected, select
 from dock32.model.config import BuildConfig, load_config
 from dock32.model.flavour import Flavour
 from dock32.model.layout import Layout
@@ -124,7 +125,7 @@ class RecordedSandbox(Sandbox):
         super().__init__(folder, folder, folder / "verify.log")
         self.answers = answers
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
         code, stdout = self.answers.get(tuple(argv), (127, ""))
         return subprocess.CompletedProcess(argv, code, stdout, "" if code == 0 else f"{argv[0]}: failed\n")
 

@@ -129,7 +129,7 @@ def _steps(sandbox: Sandbox, old_release: str, new_release: str, names: list[str
     def container_runs_again() -> str:
         before = sandbox.docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout.strip()
         # On a machine with an init system, the postinst's `invoke-rc.d docker restart` does this.
-        sandbox.restart_daemons()
+        sandbox.restart_after_upgrade()
         expect_equal(server_version(), new_release, "docker version")
         retry(lambda: expect_equal(sandbox.docker("inspect", "-f", "{{.State.Running}}", CONTAINER).stdout.strip(), "true", "running"), attempts=30)
         after = sandbox.docker("inspect", "-f", "{{.State.StartedAt}}", CONTAINER).stdout.strip()

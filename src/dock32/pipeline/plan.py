@@ -207,7 +207,8 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         )
     # Checks of the installed packages, run only when asked for: each needs the repository and writes its report.
     checks = (
-        ("verify", "Install the .debs into a clean Debian root, start the daemons from it and run real containers", verify_module.verify),
+        ("verify", "Install the .debs into a clean Debian root booted under systemd and run real containers", verify_module.verify),
+        ("verify-sysvinit", "The same under sysvinit: /etc/init.d/docker starts, stops and restarts dockerd", verify_module.verify_sysvinit),
         ("verify-upgrade", "Install an earlier release's .debs (--from DIR), make state, upgrade to these and check it is all kept", upgrade.verify_upgrade),
     )
     for basename, doc, check in checks:

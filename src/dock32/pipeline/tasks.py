@@ -67,7 +67,7 @@ def to_doit(task: PlannedTask) -> dict[str, Any]:
         entry["uptodate"] = [config_changed(task.config)]
     if task.targets or task.clean:
         entry["clean"] = [clean_targets, (remove_folders, [task.clean])] if task.clean else True
-    if task.basename in ("build", "verify", "verify-upgrade", "test-upstream"):
+    if task.basename in ("build", "verify", "verify-sysvinit", "verify-i386-kernel", "verify-upgrade", "test-upstream"):
         entry["verbosity"] = 2
     return entry
 

@@ -4,7 +4,8 @@ exists for amd64 only is pulled without --platform."""
 from __future__ import annotations
 
 from dock32.checks.scenarios.check import expect, expect_equal
-from dock32.checks.scenarios.scenario import Context, Need, Scenario
+from dock32.checks.scenarios.machine import Need
+from dock32.checks.scenarios.scenario import Context, Scenario
 from dock32.checks.scenarios.testimage import AMD64_IMAGE, I386_IMAGE, amd64_busybox, busybox_rootfs
 
 

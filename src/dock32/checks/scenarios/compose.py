@@ -9,12 +9,13 @@ from dock32.checks.scenarios.testimage import I386_IMAGE, WEB_PAGE
 
 def compose(context: Context) -> str:
     sandbox = context.sandbox
-    project = sandbox.root / "srv" / "compose"
-    project.mkdir(parents=True, exist_ok=True)
-    (project / "compose.yaml").write_text(
-        "services:\n"
-        f"  web:\n    image: {I386_IMAGE}\n    pull_policy: never\n    command: [httpd, -f, -p, '80', -h, /www]\n"
-        f"  client:\n    image: {I386_IMAGE}\n    pull_policy: never\n    command: [sleep, '300']\n    depends_on: [web]\n"
+    sandbox.write_file(
+        "/srv/compose/compose.yaml",
+        (
+            "services:\n"
+            f"  web:\n    image: {I386_IMAGE}\n    pull_policy: never\n    command: [httpd, -f, -p, '80', -h, /www]\n"
+            f"  client:\n    image: {I386_IMAGE}\n    pull_policy: never\n    command: [sleep, '300']\n    depends_on: [web]\n"
+        ).encode(),
     )
     command = ["compose", "--project-directory", "/srv/compose", "--project-name", "dock32"]
     sandbox.docker(*command, "up", "--detach")

@@ -52,7 +52,7 @@ def containerd_config(context: Context) -> str:
     """The running containerd has the packaged config: every plugin it disables (containerd 2.x's CRI plugins) is
     absent, and nothing in it is refused. Deprecations containerd reports (cgroup v1 here) are shown, not failed."""
     sandbox = context.sandbox
-    shipped = tomllib.loads((sandbox.root / "etc" / "containerd" / "config.toml").read_text(encoding="utf-8"))
+    shipped = tomllib.loads(sandbox.read_file("/etc/containerd/config.toml").decode())
     dumped = sandbox.exec(["/usr/bin/containerd", "--config", "/etc/containerd/config.toml", "config", "dump"])
     expect("Ignoring unknown key" not in dumped.stderr, dumped.stderr.strip())
     disabled = set(shipped.get("disabled_plugins", []))

@@ -9,9 +9,7 @@ from dock32.checks.scenarios.testimage import I386_IMAGE
 
 def build(context: Context) -> str:
     sandbox = context.sandbox
-    build_context = sandbox.root / "srv" / "build-context"
-    build_context.mkdir(parents=True, exist_ok=True)
-    (build_context / "Dockerfile").write_text(f"FROM {I386_IMAGE}\nRUN echo built-by-buildkit > /built\nCMD [\"cat\", \"/built\"]\n")
+    sandbox.write_file("/srv/build-context/Dockerfile", f"FROM {I386_IMAGE}\nRUN echo built-by-buildkit > /built\nCMD [\"cat\", \"/built\"]\n".encode())
     sandbox.docker("build", "-t", "dock32/built", "/srv/build-context")
     out = sandbox.docker("run", "--rm", "dock32/built").stdout.strip()
     expect_equal(out, "built-by-buildkit", "the built image")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dock32.checks.scenarios.check import expect_equal, retry
-from dock32.checks.scenarios.scenario import Context, Need, Scenario
+from dock32.checks.scenarios.machine import Need
+from dock32.checks.scenarios.scenario import Context, Scenario
 from dock32.checks.scenarios.testimage import I386_IMAGE, WEB_PAGE
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import IO
 
 from dock32.checks.scenarios.check import fail
+from dock32.checks.scenarios.machine import EXEC_SECONDS, RootMachine
 from dock32.core.errors import VerifyError
 from dock32.core.run import capture, dying_with_us, open_log
 
 DAEMON_START_SECONDS = 90
-EXEC_SECONDS = 300
 
 # Debian's own config for its docker-registry asks for htpasswd logins; the push/pull round-trip needs none.
 REGISTRY_CONFIG = """\
@@ -94,13 +94,14 @@ while :; do wait; sleep 1; done
 """
 
 
-class Sandbox:
-    """The installed root and the daemons running from it; every command goes through here."""
+class Sandbox(RootMachine):
+    """The installed root and the daemons running from it, started by DAEMONS_SCRIPT rather than an init system."""
+
+    init = "none (dock32's sandbox script)"
 
     def __init__(self, root: Path, data: Path, log: Path) -> None:
-        self.root = root
+        super().__init__(root, log)
         self.data = data
-        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -133,16 +134,20 @@ class Sandbox:
             time.sleep(1)
         raise VerifyError(f"dockerd did not answer within {DAEMON_START_SECONDS} s:\n{self.tail('dockerd.log')}", hint=f"see {self.log}")
 
-    def restart_daemons(self) -> None:
+    def restart_after_upgrade(self) -> None:
         """Stop and start containerd and dockerd, as an init system does when a package upgrade restarts them."""
         # In the namespace's PID namespace too, so that the restarted daemons die with it.
-        self.exec(["sh", "/run/dock32/daemons", "stop"], pid_namespace=True)
-        self.exec(["sh", "/run/dock32/daemons", "start"], pid_namespace=True)
+        self.exec_in_pid_namespace(["sh", "/run/dock32/daemons", "stop"])
+        self.exec_in_pid_namespace(["sh", "/run/dock32/daemons", "start"])
         deadline = time.monotonic() + DAEMON_START_SECONDS
         while self.docker("version", check=False).returncode != 0:
             if time.monotonic() > deadline:
                 fail(f"dockerd did not answer within {DAEMON_START_SECONDS} s of its restart: {self.tail('dockerd.log', 3)}")
             time.sleep(1)
+
+    def stop_before_purge(self) -> None:
+        """Stop dockerd and containerd, as the packages' prerm has an init system do."""
+        self.exec_in_pid_namespace(["sh", "/run/dock32/daemons", "stop"])
 
     def stop(self) -> None:
         if self.process is None:
@@ -152,7 +157,7 @@ class Sandbox:
         if self.process.poll() is None:
             # dockerd first, so it stops its containers and tells containerd; then everything else.
             with contextlib.suppress(OSError, ValueError, IndexError):
-                self.exec(["sh", "/run/dock32/daemons", "stop"], check=False, pid_namespace=True, cleanup=True)
+                self.exec_in_pid_namespace(["sh", "/run/dock32/daemons", "stop"], check=False, cleanup=True)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -168,29 +173,20 @@ class Sandbox:
         path = self.data / name
         return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:]) if path.is_file() else ""
 
-    def exec(
-        self, argv: list[str], check: bool = True, stdin: bytes | None = None, pid_namespace: bool = False, cleanup: bool = False
-    ) -> subprocess.CompletedProcess[str]:
-        """Run argv in the daemons' namespaces, whose / is the installed root, and log it. check: a failure of argv
-        fails the scenario. cleanup: run it even while stopping."""
-        start = time.monotonic()
-        decoded = self.run_inside(argv, stdin, pid_namespace, cleanup)
-        with open_log(self.log) as out:
-            out.write(f"$ {' '.join(argv)}\n{decoded.stdout}{decoded.stderr}(exit {decoded.returncode}, {time.monotonic() - start:.1f} s)\n")
-        if decoded.returncode == -signal.SIGKILL:
-            fail(f"`{' '.join(argv)}` did not finish within {EXEC_SECONDS} s")
-        if check and decoded.returncode != 0:
-            fail(f"`{' '.join(argv)}` exited {decoded.returncode}: {(decoded.stderr or decoded.stdout).strip()[-400:]}")
-        return decoded
+    def daemon_logs(self) -> dict[str, str]:
+        return {name: self.tail(name, 40) for name in ("dockerd.log", "containerd.log")}
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
-        """The one place where a command enters the namespaces (the unit tests' recorded sandbox answers here)."""
+    def exec_in_pid_namespace(self, argv: list[str], check: bool = True, cleanup: bool = False) -> subprocess.CompletedProcess[str]:
+        """argv in the daemons' PID namespace too, so that the daemons it starts die with the namespace."""
+        start = time.monotonic()
+        return self.logged(argv, self._nsenter(argv, None, cleanup, pid_namespace=True), time.monotonic() - start, check)
+
+    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+        return self._nsenter(argv, stdin, cleanup, pid_namespace=False)
+
+    def _nsenter(self, argv: list[str], stdin: bytes | None, cleanup: bool, pid_namespace: bool) -> subprocess.CompletedProcess[str]:
         return capture(
             ["nsenter", f"--target={self.namespace_pid}", "--net", "--mount", *(["--pid"] if pid_namespace else []), *argv],
             input=stdin, timeout=EXEC_SECONDS, inherit_env=False, cleanup=cleanup,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DOCKER_HOST": "unix:///run/docker.sock", "HOME": "/root", "LC_ALL": "C"},
         )
-
-    def docker(self, *args: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        return self.exec(["/usr/bin/docker", *args], check=check, stdin=stdin)
-

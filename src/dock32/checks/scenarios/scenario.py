@@ -3,9 +3,7 @@ context a check works with; which scenarios apply to a flavour on a machine; and
 
 from __future__ import annotations
 
-import enum
 import functools
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -13,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dock32.checks.scenarios.check import Skipped
-from dock32.checks.scenarios.sandbox import Sandbox
-from dock32.core.arch import Arch, build_machine_arch
+from dock32.checks.scenarios.machine import Machine, Need
 from dock32.core.errors import CommandFailed, VerifyError
 from dock32.model.config import BuildConfig, DebPackage
 from dock32.model.flavour import Flavour
@@ -24,42 +21,15 @@ from dock32.model.layout import Layout
 GOARCH = "{goarch}"
 
 
-class Need(enum.Enum):
-    """What a scenario needs of the machine it runs on. The value is the skip's reason on a machine without it."""
-
-    X86_64_KERNEL = "this kernel does not run x86_64 programs"
-    # The amd64 busybox comes from this machine's own Debian archive.
-    AMD64_BUSYBOX = "this build machine is not amd64, so it has no amd64 busybox at hand"
-    SCTP = "no SCTP in this kernel"
-
-
-def kernel_has_sctp() -> bool:
-    """Whether this kernel can make SCTP sockets (a module it cannot load counts as no)."""
-    try:
-        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
-    except OSError:
-        return False
-    return True
-
-
-def what_this_machine_offers() -> frozenset[Need]:
-    arch = build_machine_arch()
-    present = {
-        Need.X86_64_KERNEL: arch.can_run(Arch.AMD64),
-        Need.AMD64_BUSYBOX: arch is Arch.AMD64,
-        Need.SCTP: kernel_has_sctp(),
-    }
-    return frozenset(need for need, there in present.items() if there)
-
-
 @dataclass(frozen=True)
 class Context:
-    """What a check works with: the build it verifies, and the sandbox where its packages are installed and running."""
+    """What a check works with: the build it verifies, and the machine where its packages are installed and running
+    (named sandbox: every kind of machine is one to the scenarios)."""
 
     config: BuildConfig
     packages: tuple[DebPackage, ...]
     layout: Layout
-    sandbox: Sandbox
+    sandbox: Machine
     scratch: Path  # this run's own folder, for downloads and tools
     log: Path
 

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 from dock32.checks.scenarios.check import fail
-from dock32.checks.scenarios.sandbox import Sandbox
+from dock32.checks.scenarios.machine import Machine
 from dock32.core.run import run
 
 I386_IMAGE = "dock32/busybox:i386"
@@ -42,9 +42,9 @@ def busybox_rootfs(busybox: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def import_i386_image(sandbox: Sandbox) -> None:
+def import_i386_image(sandbox: Machine) -> None:
     """I386_IMAGE, made from the installed root's busybox-static."""
-    busybox = (sandbox.root / "bin" / "busybox").read_bytes()
+    busybox = sandbox.read_file("/bin/busybox")
     # --platform: an amd64 (multiarch64) daemon would label the import amd64 otherwise.
     sandbox.docker("import", "--platform", "linux/386", "--change", 'CMD ["/bin/sh"]', "-", I386_IMAGE, stdin=busybox_rootfs(busybox))
 
