@@ -27,6 +27,7 @@ COMMANDS = {
     "doctor": ["run", "doctor"],
     "verify": ["run", "verify"],
     "verify-sysvinit": ["run", "verify-sysvinit"],
+    "verify-i386-kernel": ["run", "verify-i386-kernel"],
     "verify-upgrade": ["run", "verify-upgrade"],
     "test-upstream": ["run", "test-upstream"],
     "list": ["list"],

@@ -48,6 +48,7 @@ STAGES: dict[str, tuple[type[Dock32Error], int]] = {
     "repository": (PackageError, 7),
     "verify": (VerifyError, 8),
     "verify-sysvinit": (VerifyError, 8),
+    "verify-i386-kernel": (VerifyError, 8),
     "verify-upgrade": (VerifyError, 8),
 }
 

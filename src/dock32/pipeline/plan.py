@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dock32.build import steps
-from dock32.checks import upgrade, upstream
+from dock32.checks import upgrade, upstream, verify_kernel
 from dock32.checks import verify as verify_module
 from dock32.core.errors import BuildError, Dock32Error, FetchError, PackageError, PatchError, ToolchainError, VerifyError
 from dock32.model.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource
@@ -209,6 +209,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
     checks = (
         ("verify", "Install the .debs into a clean Debian root booted under systemd and run real containers", verify_module.verify),
         ("verify-sysvinit", "The same under sysvinit: /etc/init.d/docker starts, stops and restarts dockerd", verify_module.verify_sysvinit),
+        ("verify-i386-kernel", "The same on Debian's i686 kernel (686-pae) booted in QEMU, systemd as PID 1, without x86_64", verify_kernel.verify_i386_kernel),
         ("verify-upgrade", "Install an earlier release's .debs (--from DIR), make state, upgrade to these and check it is all kept", upgrade.verify_upgrade),
     )
     for basename, doc, check in checks:

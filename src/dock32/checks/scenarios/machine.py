@@ -5,7 +5,8 @@
 - Booted (booted.py): the installed root booted with its own init system as PID 1 (systemd or sysvinit) in a private
   container, where the packages' maintainer scripts start the services as on a user's box. `doit verify` and
   `doit verify-sysvinit` run there.
-- a real i686 kernel booted under QEMU with the installed root as its disk (`doit verify-i386-kernel`).
+- Guest (guest.py): a real i686 kernel booted under QEMU with the installed root as its disk and systemd as PID 1
+  (`doit verify-i386-kernel`).
 
 Scenarios see only this interface: they send commands and files, never reach into a folder of this machine.
 """
@@ -32,6 +33,8 @@ class Need(enum.Enum):
     """What a scenario needs of the machine it runs on. The value is the skip's reason on a machine without it."""
 
     X86_64_KERNEL = "this kernel does not run x86_64 programs"
+    # What the amd64-refusal scenario checks needs a kernel that cannot run them: the i686 guest's.
+    NO_X86_64_KERNEL = "this kernel runs x86_64 programs"
     # The amd64 busybox comes from this machine's own Debian archive.
     AMD64_BUSYBOX = "this build machine is not amd64, so it has no amd64 busybox at hand"
     SCTP = "no SCTP in this kernel"
@@ -56,6 +59,7 @@ def what_this_kernel_offers() -> frozenset[Need]:
     arch = build_machine_arch()
     present = {
         Need.X86_64_KERNEL: arch.can_run(Arch.AMD64),
+        Need.NO_X86_64_KERNEL: not arch.can_run(Arch.AMD64),
         Need.AMD64_BUSYBOX: arch is Arch.AMD64,
         Need.SCTP: kernel_has_sctp(),
     }
@@ -96,6 +100,11 @@ class Machine(abc.ABC):
     def daemon_logs(self) -> dict[str, str]:
         """The last lines of each daemon's log, for the report."""
         return {}
+
+    def reboot(self) -> str:
+        """Reboot the whole machine as its root would and wait until it is up again; the new boot's id. Only a machine
+        that offers Need.REBOOT does."""
+        fail(f"this machine ({self.init}) does not reboot")
 
     @abc.abstractmethod
     def restart_after_upgrade(self) -> None:

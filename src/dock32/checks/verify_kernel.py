@@ -1,0 +1,131 @@
+"""`doit verify-i386-kernel`: the verify on the machine this project is for, a real 32-bit kernel. The prepared root
+(verify.prepared_root) gets Debian's linux-image-686-pae and the command agent, becomes an ext4 disk image, and
+QEMU boots it with systemd as PID 1 (scenarios/guest.py); the packages are installed there with apt, so that
+systemd starts their services, and the scenarios that make sense without x86_64 run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from dock32.checks.rootfs import chroot_run
+from dock32.checks.scenarios import agent
+from dock32.checks.scenarios.booted import InitSystem
+from dock32.checks.scenarios.catalogue import SCENARIOS
+from dock32.checks.scenarios.guest import AGENT_PORT, GUEST_ADDRESS, Guest, GuestDisk
+from dock32.checks.scenarios.kernel import with_kernel_scenarios
+from dock32.checks.scenarios.scenario import Scenario
+from dock32.checks.verify import prepared_root, run_scenarios
+from dock32.core import modes
+from dock32.core.errors import VerifyError
+from dock32.core.run import run
+from dock32.model.config import BuildConfig, DebPackage
+from dock32.model.layout import Layout
+from dock32.model.settings import Settings
+
+NAME = "verify-i386-kernel"
+# The kernel (and, by its dependencies, initramfs-tools and kmod, whose modprobe loads sctp and what dockerd asks
+# for) and the Python the agent runs on.
+GUEST_PACKAGES = ("linux-image-686-pae", "python3-minimal")
+# In the initramfs whatever initramfs-tools' MODULES says: the guest's disk and the card the agent talks through.
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "ext4")
+# Room for the images, containers and the upgrade's packages beside the root; the file is sparse.
+FREE_BYTES = 3 << 30
+AGENT_PATH = "/usr/local/lib/dock32/agent.py"
+AGENT_UNIT = f"""\
+[Unit]
+Description=dock32 verify's command agent
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/python3 {AGENT_PATH} {AGENT_PORT}
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+"""
+# The address QEMU's user network expects the guest at; eth0: the kernel is told net.ifnames=0.
+NETWORK = f"""\
+[Match]
+Name=eth0
+
+[Network]
+Address={GUEST_ADDRESS}/24
+Gateway=10.0.2.2
+"""
+
+
+def verify_i386_kernel(
+    config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scenarios: Sequence[Scenario] = with_kernel_scenarios(SCENARIOS)
+) -> None:
+    if config.flavour.is_multiarch64:
+        raise VerifyError(
+            f"{config.target} holds amd64 programs, which a 32-bit kernel cannot run (their preinst refuses it)",
+            hint="verify-i386-kernel is for the native32 targets; verify multiarch64 with `doit verify`",
+        )
+    qemu = shutil.which("qemu-system-i386")
+    if qemu is None:
+        raise VerifyError("qemu-system-i386 is not installed: it boots the i686 kernel", hint="apt-get install qemu-system-x86 (or `dock32 setup --tests`)")
+    if shutil.which("mkfs.ext4") is None:
+        raise VerifyError("mkfs.ext4 is not installed: it makes the guest's disk", hint="apt-get install e2fsprogs")
+    log = layout.log(NAME)
+    log.unlink(missing_ok=True)
+    modes.make_dirs(layout.target_dir)
+    with tempfile.TemporaryDirectory(prefix=f"{NAME}.", suffix=".partial", dir=layout.target_dir) as scratch_name:
+        scratch = Path(scratch_name)
+        print("dock32: making the i686 guest's disk from the clean root", flush=True)
+        with prepared_root(config, packages, InitSystem.SYSTEMD, settings, layout, scratch, log) as root:
+            disk = make_disk(root, scratch / "guest", log)
+        machine = Guest(qemu, disk, scratch / "guest", log)
+        try:
+            machine.start()
+            print(f"dock32: the guest is up under {machine.accelerator}; installing the packages there", flush=True)
+            machine.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(p.name for p in packages)])
+            run_scenarios(config, packages, layout, machine, scratch, log, NAME, scenarios)
+        finally:
+            machine.stop()
+
+
+def make_disk(root: Path, folder: Path, log: Path) -> GuestDisk:
+    """The prepared root with the kernel, its initramfs and the agent, as an ext4 image; the kernel and initramfs are
+    copied out for QEMU to boot."""
+    modules = root / "etc" / "initramfs-tools" / "modules"
+    modules.parent.mkdir(parents=True, exist_ok=True)
+    with modules.open("a", encoding="utf-8") as out:
+        out.write("".join(f"{module}\n" for module in INITRAMFS_MODULES))
+    chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *GUEST_PACKAGES], log, "apt-get install the i686 kernel")
+    agent_file = root / AGENT_PATH.lstrip("/")
+    agent_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(agent.__file__, agent_file)
+    (root / "etc" / "systemd" / "system" / "dock32-agent.service").write_text(AGENT_UNIT, encoding="utf-8")
+    (root / "etc" / "systemd" / "network" / "10-dock32.network").write_text(NETWORK, encoding="utf-8")
+    chroot_run(root, ["systemctl", "enable", "dock32-agent.service", "systemd-networkd.service"], log, "enable the agent and the network")
+    folder.mkdir(parents=True, exist_ok=True)
+    kernels = sorted((root / "boot").glob("vmlinuz-*-686-pae"))
+    if len(kernels) != 1:
+        raise VerifyError(f"the guest's /boot has {len(kernels)} 686-pae kernels ({', '.join(k.name for k in kernels) or 'none'}), expected one")
+    release = kernels[0].name.removeprefix("vmlinuz-")
+    initrd = root / "boot" / f"initrd.img-{release}"
+    if not initrd.is_file():
+        raise VerifyError(f"the guest's /boot has no initrd.img-{release}: initramfs-tools made none", hint=f"see {log}")
+    disk = GuestDisk(folder / f"vmlinuz-{release}", folder / f"initrd.img-{release}", folder / "disk.ext4")
+    shutil.copyfile(kernels[0], disk.kernel)
+    shutil.copyfile(initrd, disk.initrd)
+    size = tree_bytes(root) + FREE_BYTES
+    run(["mkfs.ext4", "-q", "-F", "-L", "dock32-guest", "-d", root, disk.image, f"{size // 1024}k"], log=log, what="mkfs.ext4 the guest's disk")
+    return disk
+
+
+def tree_bytes(root: Path) -> int:
+    """What the files under root take, folders and links counted as a block each."""
+    total = 0
+    for folder, folders, files in os.walk(root):
+        for name in (*folders, *files):
+            try:
+                total += max(os.lstat(os.path.join(folder, name)).st_size, 4096)
+            except OSError:
+                continue
+    return total
