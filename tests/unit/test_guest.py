@@ -19,10 +19,11 @@ from dock32.model.flavour import Flavour
 AMD64_HOST = frozenset({Need.X86_64_KERNEL, Need.AMD64_BUSYBOX, Need.SCTP})
 I386_HOST = frozenset({Need.NO_X86_64_KERNEL})
 GUEST_SCENARIOS = with_kernel_scenarios(SCENARIOS)
+NATIVE32 = Flavour()
 NO_X86_64 = "this kernel does not run x86_64 programs"
 
 
-def skips(offers: frozenset[Need], flavour: Flavour = Flavour()) -> dict[str, str]:
+def skips(offers: frozenset[Need], flavour: Flavour = NATIVE32) -> dict[str, str]:
     return {s.name: s.skip for s in select(GUEST_SCENARIOS, flavour, offers) if s.skip is not None}
 
 

@@ -188,7 +188,8 @@ class Guest(Machine):
                         break  # the port was taken between free_port() and QEMU: another one
                     self._kill()
                     if not last and KERNEL_BANNER not in console:
-                        return f"QEMU exited with code {process.returncode}: {output.strip()[-200:]}"
+                        said = " / ".join(output.strip().splitlines()) or "no output"
+                        return f"QEMU exited with code {process.returncode}: {said[-300:]}"
                     raise VerifyError(
                         f"QEMU exited with code {process.returncode} while the i686 guest booted: {output.strip()[-300:]}\n{self.console_tail()}",
                         hint=f"the console is at the end of {self.log}",
