@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dock32.checks.scenarios.amd64 import AMD64_ONLY_IMAGE
+from dock32.checks.scenarios import amd64, upgrade_purge
 from dock32.checks.scenarios.check import expect, expect_equal, fail, retry
 from dock32.checks.scenarios.machine import Need
 from dock32.checks.scenarios.scenario import Context, Scenario
 from dock32.checks.scenarios.testimage import AMD64_IMAGE, I386_IMAGE, amd64_busybox, busybox_rootfs
-from dock32.checks.scenarios.upgrade_purge import UPGRADE_THEN_PURGE
 
 # What the kernel says of an amd64 program it cannot run (exit code 255 from runc, or 126), and what a seccomp
 # filter without the program's syscall ABI does (SIGSYS: exit code 159): what a user must not be left with.
@@ -74,6 +73,6 @@ def with_kernel_scenarios(catalogue: Sequence[Scenario]) -> tuple[Scenario, ...]
     if RESTART_AFTER_REBOOT in catalogue or AMD64_IMAGE_REFUSED in catalogue:
         return tuple(catalogue)
     scenarios = list(catalogue)
-    scenarios.insert(scenarios.index(AMD64_ONLY_IMAGE) + 1, AMD64_IMAGE_REFUSED)
-    scenarios.insert(scenarios.index(UPGRADE_THEN_PURGE), RESTART_AFTER_REBOOT)
+    scenarios.insert(scenarios.index(amd64.AMD64_ONLY_IMAGE) + 1, AMD64_IMAGE_REFUSED)
+    scenarios.insert(scenarios.index(upgrade_purge.UPGRADE_THEN_PURGE), RESTART_AFTER_REBOOT)
     return tuple(scenarios)
