@@ -13,7 +13,7 @@ import pytest
 
 from dock32.checks import verify_kernel
 from dock32.checks.scenarios.catalogue import SCENARIOS
-from dock32.checks.scenarios.kernel import AMD64_IMAGE_REFUSED, RESTART_AFTER_REBOOT, with_kernel_scenarios
+from dock32.checks.scenarios.kernel import AMD64_IMAGE_RUN_REFUSED, AMD64_INDEX_PULL_REFUSED, RESTART_AFTER_REBOOT, with_kernel_scenarios
 from dock32.checks.scenarios.machine import Need, what_this_kernel_offers
 from dock32.checks.scenarios.scenario import Context, Scenario
 from dock32.model.project import load_project
@@ -45,7 +45,7 @@ def test_the_i686_guest_runs_the_32_bit_scenarios_and_nothing_is_left_behind(rel
         expected[name] = "skipped"
         assert scenarios[name]["detail"] == Need.X86_64_KERNEL.value
     if Need.AMD64_BUSYBOX not in what_this_kernel_offers():
-        expected[AMD64_IMAGE_REFUSED.name] = "skipped"
+        expected[AMD64_INDEX_PULL_REFUSED.name] = expected[AMD64_IMAGE_RUN_REFUSED.name] = "skipped"
     # Debian's kernel has SCTP as a module, which the guest loads.
     assert statuses["SCTP port published"] == "pass"
     assert statuses[RESTART_AFTER_REBOOT.name] == "pass"

@@ -11,7 +11,7 @@ import pytest
 from dock32.checks.scenarios import agent
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.guest import KVM, TCG, GuestDisk, marked, offers_of, qemu_command
-from dock32.checks.scenarios.kernel import AMD64_IMAGE_REFUSED, RESTART_AFTER_REBOOT, with_kernel_scenarios
+from dock32.checks.scenarios.kernel import AMD64_IMAGE_RUN_REFUSED, AMD64_INDEX_PULL_REFUSED, RESTART_AFTER_REBOOT, with_kernel_scenarios
 from dock32.checks.scenarios.machine import Need
 from dock32.checks.scenarios.scenario import select
 from dock32.model.flavour import Flavour
@@ -20,6 +20,7 @@ AMD64_HOST = frozenset({Need.X86_64_KERNEL, Need.AMD64_BUSYBOX, Need.SCTP})
 I386_HOST = frozenset({Need.NO_X86_64_KERNEL})
 GUEST_SCENARIOS = with_kernel_scenarios(SCENARIOS)
 NATIVE32 = Flavour()
+REFUSALS = (AMD64_INDEX_PULL_REFUSED.name, AMD64_IMAGE_RUN_REFUSED.name)
 NO_X86_64 = "this kernel does not run x86_64 programs"
 
 
@@ -47,15 +48,15 @@ def test_sctp_runs_in_the_guest_only_where_its_module_loads() -> None:
     assert Need.SCTP in offers_of("i686", sctp_loads=True, host=frozenset())
 
 
-def test_the_amd64_image_for_the_refusal_comes_from_an_amd64_build_machine() -> None:
-    on_i386_host = offers_of("i686", sctp_loads=True, host=I386_HOST)
-    assert skips(on_i386_host)[AMD64_IMAGE_REFUSED.name] == Need.AMD64_BUSYBOX.value
-    assert AMD64_IMAGE_REFUSED.name not in skips(offers_of("i686", sctp_loads=True, host=AMD64_HOST))
+def test_the_amd64_image_for_the_refusals_comes_from_an_amd64_build_machine() -> None:
+    on_i386_host = skips(offers_of("i686", sctp_loads=True, host=I386_HOST))
+    assert all(on_i386_host[name] == Need.AMD64_BUSYBOX.value for name in REFUSALS)
+    assert not set(REFUSALS) & set(skips(offers_of("i686", sctp_loads=True, host=AMD64_HOST)))
 
 
-def test_a_guest_on_an_x86_64_kernel_would_run_the_x86_64_scenarios_and_not_the_refusal() -> None:
+def test_a_guest_on_an_x86_64_kernel_would_run_the_x86_64_scenarios_and_not_the_refusals() -> None:
     offers = offers_of("x86_64", sctp_loads=True, host=AMD64_HOST)
-    assert skips(offers) == {AMD64_IMAGE_REFUSED.name: "this kernel runs x86_64 programs"}
+    assert skips(offers) == dict.fromkeys(REFUSALS, "this kernel runs x86_64 programs")
 
 
 def test_an_unknown_guest_kernel_is_refused_by_name() -> None:
@@ -65,16 +66,17 @@ def test_an_unknown_guest_kernel_is_refused_by_name() -> None:
 
 def test_machines_that_do_not_reboot_skip_the_kernel_scenarios_with_their_reasons() -> None:
     assert skips(AMD64_HOST) == {
-        AMD64_IMAGE_REFUSED.name: "this kernel runs x86_64 programs",
+        **dict.fromkeys(REFUSALS, "this kernel runs x86_64 programs"),
         RESTART_AFTER_REBOOT.name: "only a booted kernel reboots",
     }
 
 
 def test_the_kernel_scenarios_go_after_the_amd64_ones_and_before_the_purge() -> None:
     names = [s.name for s in GUEST_SCENARIOS]
-    assert names.index(AMD64_IMAGE_REFUSED.name) == names.index("amd64-only image pulled without --platform") + 1
+    after_amd64 = names.index("amd64-only image pulled without --platform") + 1
+    assert tuple(names[after_amd64 : after_amd64 + 2]) == REFUSALS
     assert names[-2:] == [RESTART_AFTER_REBOOT.name, "upgrade with a --restart=always container, then purge"]
-    assert len(names) == len(SCENARIOS) + 2
+    assert len(names) == len(SCENARIOS) + 3
     assert with_kernel_scenarios(GUEST_SCENARIOS) == GUEST_SCENARIOS, "a catalogue that has them is kept"
 
 
@@ -114,7 +116,7 @@ def test_a_comma_in_a_path_is_doubled_in_qemus_option_lists() -> None:
 
 
 def test_console_lines_are_marked_and_terminal_control_is_dropped() -> None:
-    console = "\x1bc\x1b[2JSeaBIOS\r\n[    0.000000] Linux version 6.1.0-50-686-pae\r\n\r\nlogin: "
+    console = "\x1bc\x1b[2JSeaBIOS\r\n[    0.000000] Linux version 6.1.0-50-686-pae\r\n\x1b(B\x00\r\nlogin: \x07"
     assert marked(console) == "console| SeaBIOS\nconsole| [    0.000000] Linux version 6.1.0-50-686-pae\nconsole| \nconsole| login: \n"
 
 

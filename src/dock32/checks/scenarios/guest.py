@@ -43,7 +43,9 @@ CONSOLE_MARK = "console| "
 # What the kernel or the initramfs prints when the boot cannot go on: no use waiting for the agent then.
 DEAD_ENDS = ("Kernel panic - not syncing", "Gave up waiting for root", "(initramfs)")
 KERNEL_BANNER = "Linux version "
-TERMINAL_CONTROL = re.compile(r"\x1b(?:c|\[[0-9;?]*[A-Za-z])")
+# The terminal's control sequences (SeaBIOS clears the screen, systemd colours its status lines), then any other
+# control character but a tab: the console's text is read as lines of a log.
+TERMINAL_CONTROL = re.compile(r"\x1b(?:c|\[[0-9;?]*[A-Za-z]|\([A-Z0-9])|[\x00-\x08\x0b-\x1f\x7f]")
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C", "DOCKER_HOST": "unix:///run/docker.sock"}
 
 

@@ -1,8 +1,10 @@
 """Scenarios only a real kernel booted for the run has: a --restart=always container runs again after the whole
-machine reboots, and on a 32-bit kernel an amd64-only image is refused with a message that says why."""
+machine reboots, and on a 32-bit kernel an amd64 image is refused, by pull and by run, with a message that says
+why."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 
 from dock32.checks.scenarios import amd64, upgrade_purge
@@ -35,44 +37,75 @@ def restart_after_reboot(context: Context) -> str:
         machine.docker("rm", "-f", "dock32-reboot", check=False)
 
 
-def amd64_image_refused(context: Context) -> str:
-    """Run locally (imported for linux/amd64) and pulled from an index that has linux/amd64 only: either is refused
-    with a message that names the platform, never left to the kernel (exec format error) or to seccomp (SIGSYS)."""
+def amd64_image(context: Context) -> None:
+    """AMD64_IMAGE, made from this build machine's amd64 busybox, unless an earlier scenario made it."""
     machine = context.sandbox
-    machine.docker("import", "--platform", "linux/amd64", "-", AMD64_IMAGE, stdin=busybox_rootfs(amd64_busybox(context.scratch, context.log)))
-    local = machine.docker("run", "--rm", AMD64_IMAGE, "echo", "ran", check=False)
-    said = (local.stderr + local.stdout).strip()
-    if local.returncode == 0:
-        fail(f"the amd64 image ran on a kernel without x86_64: {said}")
-    if local.returncode == SIGSYS_EXIT or any(words in said for words in UNCLEAR):
-        fail(f"the amd64 image was started and failed (exit {local.returncode}): {said.splitlines()[-1] if said else ''}")
-    expect("linux/amd64" in said, f"exit {local.returncode}, and the message does not name linux/amd64: {said}")
+    if machine.docker("image", "inspect", "--format", "{{.Architecture}}", AMD64_IMAGE, check=False).stdout.strip() != "amd64":
+        machine.docker("import", "--platform", "linux/amd64", "-", AMD64_IMAGE, stdin=busybox_rootfs(amd64_busybox(context.scratch, context.log)))
+
+
+def refused_clearly(result: subprocess.CompletedProcess[str], what: str, names: str) -> str:
+    """The last line of what docker said when it refused `what`, which must name `names` (a platform) and must not
+    be the kernel's or seccomp's word."""
+    said = (result.stderr + result.stdout).strip()
+    last = said.splitlines()[-1] if said else ""
+    if result.returncode == 0:
+        fail(f"{what} succeeded on a kernel without x86_64: {last}")
+    if result.returncode == SIGSYS_EXIT or any(words in said for words in UNCLEAR):
+        fail(f"{what} was started and failed (exit {result.returncode}): {last}")
+    expect(names in said, f"{what} failed (exit {result.returncode}) with a message that does not name {names}: {last}")
+    return last
+
+
+def amd64_index_pull_refused(context: Context) -> str:
+    """An index with linux/amd64 only, pushed to the loopback registry, is not pulled: the amd64 fallback of
+    patches/engine/0005 is for x86_64 kernels only."""
+    machine = context.sandbox
+    amd64_image(context)
     registry = "127.0.0.1:5000/dock32"
     machine.docker("tag", AMD64_IMAGE, f"{registry}/busybox:amd64")
     machine.docker("push", "--quiet", f"{registry}/busybox:amd64")
-    machine.docker("manifest", "create", "--insecure", f"{registry}/amd64-only:latest", f"{registry}/busybox:amd64")
+    machine.docker("manifest", "create", "--insecure", "--amend", f"{registry}/amd64-only:latest", f"{registry}/busybox:amd64")
     machine.docker("manifest", "push", "--insecure", f"{registry}/amd64-only:latest")
-    pulled = machine.docker("pull", f"{registry}/amd64-only:latest", check=False)
-    pull_said = (pulled.stderr + pulled.stdout).strip()
-    expect(pulled.returncode != 0, f"the amd64-only index was pulled on a kernel without x86_64: {pull_said}")
-    expect("linux/386" in pull_said, f"the refused pull does not name the platform it looked for: {pull_said}")
-    return f"run: {said.splitlines()[-1]}; pull: {pull_said.splitlines()[-1]}"
+    machine.docker("rmi", f"{registry}/busybox:amd64")
+    said = refused_clearly(machine.docker("pull", f"{registry}/amd64-only:latest", check=False), "docker pull of the amd64-only index", "linux/386")
+    return f"docker pull: {said}"
+
+
+def amd64_image_run_refused(context: Context) -> str:
+    """An amd64 image that is already there (imported, loaded, pulled with --platform) is not started on a kernel
+    that cannot run it."""
+    machine = context.sandbox
+    amd64_image(context)
+    said = refused_clearly(machine.docker("run", "--rm", AMD64_IMAGE, "echo", "ran", check=False), "docker run of the amd64 image", "linux/amd64")
+    return f"docker run: {said}"
 
 
 RESTART_AFTER_REBOOT = Scenario("--restart=always container runs again after a reboot", restart_after_reboot, needs=(Need.REBOOT,))
 # AMD64_BUSYBOX: the amd64 image is made from this build machine's amd64 busybox.
-AMD64_IMAGE_REFUSED = Scenario(
-    "amd64-only image refused on a 32-bit kernel", amd64_image_refused, needs=(Need.NO_X86_64_KERNEL, Need.AMD64_BUSYBOX)
+AMD64_INDEX_PULL_REFUSED = Scenario(
+    "amd64-only index refused by pull on a 32-bit kernel", amd64_index_pull_refused, needs=(Need.NO_X86_64_KERNEL, Need.AMD64_BUSYBOX)
+)
+AMD64_IMAGE_RUN_REFUSED = Scenario(
+    "amd64 image refused by run on a 32-bit kernel",
+    amd64_image_run_refused,
+    needs=(Need.NO_X86_64_KERNEL, Need.AMD64_BUSYBOX),
+    known_bug=(
+        "dockerd starts it: the CLI warns that linux/amd64 does not match linux/386, then the container fails with"
+        " `exec format error` (exit 255); upstream does the same on every architecture, and dockerd has no check of"
+        " the image's platform against what the kernel runs"
+    ),
 )
 
 
 def with_kernel_scenarios(catalogue: Sequence[Scenario]) -> tuple[Scenario, ...]:
-    """catalogue with this module's scenarios where they run: the amd64 refusal right after the amd64 scenarios, the
+    """catalogue with this module's scenarios where they run: the amd64 refusals right after the amd64 scenarios, the
     reboot right before upgrade-then-purge (the last), so that everything before it ran on one boot and nothing after
     it needs what the purge removes. A catalogue that has them already is kept as it is."""
-    if RESTART_AFTER_REBOOT in catalogue or AMD64_IMAGE_REFUSED in catalogue:
+    if RESTART_AFTER_REBOOT in catalogue:
         return tuple(catalogue)
     scenarios = list(catalogue)
-    scenarios.insert(scenarios.index(amd64.AMD64_ONLY_IMAGE) + 1, AMD64_IMAGE_REFUSED)
+    after_amd64 = scenarios.index(amd64.AMD64_ONLY_IMAGE) + 1
+    scenarios[after_amd64:after_amd64] = [AMD64_INDEX_PULL_REFUSED, AMD64_IMAGE_RUN_REFUSED]
     scenarios.insert(scenarios.index(upgrade_purge.UPGRADE_THEN_PURGE), RESTART_AFTER_REBOOT)
     return tuple(scenarios)
