@@ -14,8 +14,8 @@ How nspawn is asked to run Docker:
   runc make their cgroups there; on a machine with cgroup v1 nspawn mounts the v1 controllers read-only.
 - SYSTEMD_SECCOMP=0 and --capability=all: runc needs keyctl (a session keyring per container), mount and the rest
   that nspawn's own filter and capability set refuse a container.
-- /var/lib/docker, /var/lib/containerd and the registry's storage are bound from a real file system: overlay2 cannot
-  stack on the overlay that is the root.
+- /var/lib/docker and /var/lib/containerd are bound from a real file system: overlay2 cannot stack on the overlay that
+  is the root.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Booted(RootMachine):
     # --- boot and power-off ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd", "registry": "/var/lib/docker-registry"}
+        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
         for folder in binds:
             (self.data / folder).mkdir(parents=True, exist_ok=True)
         self._console = open_log(self.data / "console.log", "ab")

@@ -127,8 +127,8 @@ class Machine(abc.ABC):
         return self.exec(["/usr/bin/docker", *args], check=check, stdin=stdin)
 
     def as_user(self, user: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        """argv run by user, with the user's groups (runuser reads them from the machine's /etc/group)."""
-        return self.exec(["runuser", "-u", user, "--", *argv], check=check)
+        """argv run by user, with the user's groups (runuser reads them from the machine's /etc/group) and home."""
+        return self.exec(["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", *argv], check=check)
 
 
 class RootMachine(Machine):
