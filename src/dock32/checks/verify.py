@@ -48,6 +48,11 @@ def prepared_root(
         chroot_run(root, [*install, "--download-only", *names], log, "apt-get download the packages")
         # Debian's config for its registry asks for htpasswd logins; the push/pull round-trip needs none.
         (root / "etc" / "docker" / "registry" / "config.yml").write_text(REGISTRY_CONFIG, encoding="utf-8")
+        if init_system is InitSystem.SYSVINIT:
+            # sysvinit mounts no cgroup file system (its mountkernfs.sh even mounts a fresh /sys over the container's),
+            # and dockerd needs one: a sysvinit Docker host mounts it from /etc/fstab, as here, or with cgroupfs-mount.
+            with (root / "etc" / "fstab").open("a", encoding="utf-8") as fstab:
+                fstab.write("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n")
         # The clean root forbids starting services (no init runs in a chroot); booted, the postinst must start them.
         (root / "usr" / "sbin" / "policy-rc.d").unlink()
         yield root

@@ -42,17 +42,17 @@ POWEROFF_SECONDS = 30
 class InitSpec:
     name: str
     packages: tuple[str, ...]  # what makes it PID 1 in the minbase root, installed before the boot
-    need: Need  # what its own scenarios need
+    offers: tuple[Need, ...]  # what the scenarios can count on under it
     poweroff: tuple[str, ...]
 
 
 class InitSystem(enum.Enum):
     # dbus: systemctl's and logind's bus, which deb-systemd-invoke's systemctl calls do without but a booted
     # Debian always has.
-    SYSTEMD = InitSpec("systemd", ("systemd-sysv", "dbus"), Need.SYSTEMD, ("systemctl", "poweroff", "--no-block"))
+    SYSTEMD = InitSpec("systemd", ("systemd-sysv", "dbus"), (Need.SYSTEMD, Need.SYSTEM_CONTAINERD), ("systemctl", "poweroff", "--no-block"))
     # sysvinit-core replaces systemd-sysv as /sbin/init; orphan-sysvinit-scripts brings back the /etc/init.d scripts
     # that Debian's packages dropped for units (none of ours: docker-ce ships its own).
-    SYSVINIT = InitSpec("sysvinit", ("sysvinit-core",), Need.SYSVINIT, ("/sbin/init", "0"))
+    SYSVINIT = InitSpec("sysvinit", ("sysvinit-core",), (Need.SYSVINIT,), ("/sbin/init", "0"))
 
 
 class Booted(RootMachine):
@@ -151,7 +151,7 @@ class Booted(RootMachine):
         )
 
     def offers(self) -> frozenset[Need]:
-        return what_this_kernel_offers() | {self.init_system.value.need}
+        return what_this_kernel_offers() | set(self.init_system.value.offers)
 
     def restart_after_upgrade(self) -> None:
         """Nothing: the postinst restarts the services through the init system."""

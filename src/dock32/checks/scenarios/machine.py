@@ -38,6 +38,8 @@ class Need(enum.Enum):
     # What the init system scenarios check: the shipped units, and the shipped /etc/init.d script.
     SYSTEMD = "systemd is not PID 1 here"
     SYSVINIT = "sysvinit is not PID 1 here"
+    # containerd.io ships a unit and no /etc/init.d script: under sysvinit dockerd starts a containerd of its own.
+    SYSTEM_CONTAINERD = "no containerd.service here: dockerd runs a containerd of its own, with its own config"
     # Whole-machine reboots: only a QEMU guest has them.
     REBOOT = "only a booted kernel reboots"
 
@@ -153,4 +155,4 @@ class RootMachine(Machine):
         return self._path(path).read_bytes()
 
     def offers(self) -> frozenset[Need]:
-        return what_this_kernel_offers()
+        return what_this_kernel_offers() | {Need.SYSTEM_CONTAINERD}
