@@ -5,9 +5,10 @@ run them, and the prerm stops them.
 
 nspawn runs as the first process of a PID namespace of its own (`unshare --pid --fork --kill-child`): when that
 process dies, however it dies, the kernel kills every process in the namespace, the container's init, daemons and
-containerd shims included. nspawn alone would not do: killed, it leaves its container running. Its mounts live in its
-own mount namespace; its network is private (--private-network), so a Docker already on this machine, its
-/run/docker.sock and its iptables rules are never touched.
+containerd shims included. nspawn alone would not do: killed, it leaves its container running. The root's overlay
+is mounted in that namespace's own mount namespace (rootfs.Layers), so it goes with it too: a verify that is killed
+leaves neither a process nor a mount. Its network is private (--private-network), so a Docker already on this
+machine, its /run/docker.sock and its iptables rules are never touched.
 
 How nspawn is asked to run Docker:
 - SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1: the container sees cgroup v2 only, which it may write, so that its systemd and
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from dock32.checks.rootfs import Layers
 from dock32.checks.scenarios.machine import EXEC_SECONDS, Need, RootMachine, what_this_kernel_offers
 from dock32.core.errors import VerifyError
 from dock32.core.run import capture, dying_with_us, open_log
@@ -60,14 +62,23 @@ class Booted(RootMachine):
     kills it. Commands enter all of its namespaces, its PID namespace included, so that what they start (a daemon
     that /etc/init.d/docker puts in the background) belongs to the container and dies with it."""
 
-    def __init__(self, root: Path, data: Path, init_system: InitSystem, log: Path) -> None:
-        super().__init__(root, log)
+    def __init__(self, layers: Layers, data: Path, init_system: InitSystem, log: Path) -> None:
+        super().__init__(log)
+        self.layers = layers
         self.data = data
         self.init_system = init_system
         self.init = init_system.value.name
         self.process: subprocess.Popen[bytes] | None = None
         self._console: IO[bytes] | None = None
         self._init_pid: str | None = None
+
+    @property
+    def root(self) -> Path:
+        """The container's / as its init sees it: the overlay is mounted in the container's own namespaces only."""
+        init = self._find_init()
+        if init is None:
+            raise VerifyError(f"the {self.init} container is not running", hint=f"see {self.data / 'console.log'}")
+        return Path(f"/proc/{init}/root")
 
     # --- boot and power-off ----------------------------------------------------------------------------------------
 
@@ -80,11 +91,13 @@ class Booted(RootMachine):
         self.process = subprocess.Popen(
             dying_with_us([
                 "unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
-                "systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine=dock32-verify-{os.getpid()}",
-                # Without a systemd on this machine to register with or to make a scope in.
-                "--register=no", "--keep-unit",
-                "--private-network", "--capability=all", "--console=pipe",
-                *(f"--bind={self.data / folder}:{inside}" for folder, inside in binds.items()),
+                *self.layers.mounted([
+                    "systemd-nspawn", "--boot", f"--directory={self.layers.merged}", f"--machine=dock32-verify-{os.getpid()}",
+                    # Without a systemd on this machine to register with or to make a scope in.
+                    "--register=no", "--keep-unit",
+                    "--private-network", "--capability=all", "--console=pipe",
+                    *(f"--bind={self.data / folder}:{inside}" for folder, inside in binds.items()),
+                ]),
             ]),
             stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
@@ -111,7 +124,8 @@ class Booted(RootMachine):
         return self.exec(["runlevel"], check=False).stdout.split()[-1:] == ["2"]
 
     def _find_init(self) -> str | None:
-        """The host PID of the container's init: the child of nspawn, which is unshare's child."""
+        """The host PID of the container's init: the child of nspawn, which is the child of the first unshare (the
+        second one, that mounts the overlay, execs sh, which execs nspawn)."""
         if self._init_pid is None and self.process is not None:
             nspawn = _children(str(self.process.pid))
             init = _children(nspawn[0]) if nspawn else []

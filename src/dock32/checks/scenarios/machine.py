@@ -134,11 +134,12 @@ class Machine(abc.ABC):
 
 
 class RootMachine(Machine):
-    """A machine whose / is a folder of this one (the sandbox, the booted container): files go straight there."""
+    """A machine whose / this one reaches as a folder (the sandbox, the booted container): files go straight there."""
 
-    def __init__(self, root: Path, log: Path) -> None:
-        super().__init__(log)
-        self.root = root
+    @property
+    @abc.abstractmethod
+    def root(self) -> Path:
+        """The machine's / as a folder here."""
 
     def _path(self, path: str) -> Path:
         if not path.startswith("/") or ".." in Path(path).parts:
