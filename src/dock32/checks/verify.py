@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dock32.checks.rootfs import Layers, ensure_root
-from dock32.checks.scenarios.booted import Booted, InitSystem
+from dock32.checks.scenarios.booted import SYSTEMD, SYSVINIT, Booted, InitSystem
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.machine import Machine
 from dock32.checks.scenarios.sandbox import REGISTRY_CONFIG
@@ -42,14 +42,11 @@ def prepared_layers(
         if made.is_file():
             layers.write(f"/srv/dock32/{made.name}", made.read_bytes())
     layers.write("/etc/apt/sources.list.d/dock32.list", b"deb [trusted=yes] file:/srv/dock32 ./\n")
-    if init_system is InitSystem.SYSVINIT:
-        # sysvinit mounts no cgroup file system (its mountkernfs.sh even mounts a fresh /sys over the container's),
-        # and dockerd needs one: a sysvinit Docker host mounts it from /etc/fstab, as here, or with cgroupfs-mount.
-        fstab = (layers.lower / "etc" / "fstab").read_bytes()
-        layers.write("/etc/fstab", fstab + b"cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n")
+    if init_system.fstab:
+        layers.write("/etc/fstab", (layers.lower / "etc" / "fstab").read_bytes() + init_system.fstab.encode())
     layers.chroot_run(["apt-get", "update", "-q"], log, "apt-get update")
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-    layers.chroot_run([*install, *init_system.value.packages, *SCENARIO_PACKAGES], log, "apt-get install the init system")
+    layers.chroot_run([*install, *init_system.packages, *SCENARIO_PACKAGES], log, "apt-get install the init system")
     layers.chroot_run([*install, "--download-only", *(p.name for p in packages)], log, "apt-get download the packages")
     # Debian's config for its registry asks for htpasswd logins; the push/pull round-trip needs none.
     layers.write("/etc/docker/registry/config.yml", REGISTRY_CONFIG.encode())
@@ -60,11 +57,11 @@ def prepared_layers(
 
 def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scenarios: Sequence[Scenario] = SCENARIOS) -> None:
     """Under systemd. scenarios: the catalogue's, unless a test brings its own."""
-    verify_booted(config, packages, settings, layout, InitSystem.SYSTEMD, "verify", scenarios)
+    verify_booted(config, packages, settings, layout, SYSTEMD, "verify", scenarios)
 
 
 def verify_sysvinit(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> None:
-    verify_booted(config, packages, settings, layout, InitSystem.SYSVINIT, "verify-sysvinit", SCENARIOS)
+    verify_booted(config, packages, settings, layout, SYSVINIT, "verify-sysvinit", SCENARIOS)
 
 
 def verify_booted(

@@ -22,7 +22,6 @@ How nspawn is asked to run Docker:
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import signal
 import subprocess
@@ -41,20 +40,24 @@ POWEROFF_SECONDS = 30
 
 
 @dataclass(frozen=True)
-class InitSpec:
+class InitSystem:
+    """An init system the root is booted under: what installs it, and what the scenarios can count on under it."""
+
     name: str
     packages: tuple[str, ...]  # what makes it PID 1 in the minbase root, installed before the boot
     offers: tuple[Need, ...]  # what the scenarios can count on under it
     poweroff: tuple[str, ...]
+    fstab: str = ""  # lines the root's /etc/fstab needs under it
 
 
-class InitSystem(enum.Enum):
-    # dbus: systemctl's and logind's bus, which deb-systemd-invoke's systemctl calls do without but a booted
-    # Debian always has.
-    SYSTEMD = InitSpec("systemd", ("systemd-sysv", "dbus"), (Need.SYSTEMD, Need.SYSTEM_CONTAINERD), ("systemctl", "poweroff", "--no-block"))
-    # sysvinit-core replaces systemd-sysv as /sbin/init; orphan-sysvinit-scripts brings back the /etc/init.d scripts
-    # that Debian's packages dropped for units (none of ours: docker-ce ships its own).
-    SYSVINIT = InitSpec("sysvinit", ("sysvinit-core",), (Need.SYSVINIT,), ("/sbin/init", "0"))
+# dbus: the bus of systemctl and logind, which a booted Debian always has.
+SYSTEMD = InitSystem("systemd", ("systemd-sysv", "dbus"), (Need.SYSTEMD, Need.SYSTEM_CONTAINERD), ("systemctl", "poweroff", "--no-block"))
+# sysvinit-core replaces systemd-sysv as /sbin/init. It mounts no cgroup file system (its mountkernfs.sh even mounts
+# a fresh /sys over the container's), and dockerd needs one: a sysvinit Docker host mounts it from /etc/fstab, as
+# here, or with cgroupfs-mount.
+SYSVINIT = InitSystem(
+    "sysvinit", ("sysvinit-core",), (Need.SYSVINIT,), ("/sbin/init", "0"), fstab="cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"
+)
 
 
 class Booted(RootMachine):
@@ -67,7 +70,7 @@ class Booted(RootMachine):
         self.layers = layers
         self.data = data
         self.init_system = init_system
-        self.init = init_system.value.name
+        self.init = init_system.name
         self.process: subprocess.Popen[bytes] | None = None
         self._console: IO[bytes] | None = None
         self._init_pid: str | None = None
@@ -116,7 +119,7 @@ class Booted(RootMachine):
     def _booted(self) -> bool:
         if self._find_init() is None:
             return False
-        if self.init_system is InitSystem.SYSTEMD:
+        if self.init_system == SYSTEMD:
             # "running", or "degraded" with a unit failed: the scenarios say which, if it is one of ours.
             state = self.exec(["systemctl", "is-system-running"], check=False).stdout.strip()
             return state in ("running", "degraded")
@@ -139,7 +142,7 @@ class Booted(RootMachine):
         if self.process is not None and self.process.poll() is None:
             if self._init_pid is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self.run_inside(list(self.init_system.value.poweroff), None, cleanup=True)
+                    self.run_inside(list(self.init_system.poweroff), None, cleanup=True)
             try:
                 self.process.wait(timeout=POWEROFF_SECONDS)
             except subprocess.TimeoutExpired:
@@ -165,7 +168,7 @@ class Booted(RootMachine):
         )
 
     def offers(self) -> frozenset[Need]:
-        return what_this_kernel_offers() | set(self.init_system.value.offers)
+        return what_this_kernel_offers() | set(self.init_system.offers)
 
     def restart_after_upgrade(self) -> None:
         """Nothing: the postinst restarts the services through the init system."""
@@ -183,7 +186,7 @@ class Booted(RootMachine):
     def daemon_logs(self) -> dict[str, str]:
         if self._find_init() is None:
             return {"console": self.console_tail(40)}
-        if self.init_system is InitSystem.SYSTEMD:
+        if self.init_system == SYSTEMD:
             logs = {
                 f"{unit}.log": self.exec(["journalctl", "--no-pager", "-n", "40", "-u", unit], check=False, cleanup=True).stdout
                 for unit in ("docker", "containerd")
