@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dock32.checks import verify as verify_module
+from dock32.checks.scenarios.booted import InitSystem
 from dock32.checks.scenarios.catalogue import SCENARIOS
-from dock32.checks.scenarios.scenario import Context, Scenario, kernel_has_sctp
+from dock32.checks.scenarios.machine import kernel_has_sctp
+from dock32.checks.scenarios.scenario import Context, Scenario
 from dock32.checks.scenarios.testimage import busybox_rootfs
 from dock32.core.arch import Arch, build_machine_arch
+from dock32.core.errors import VerifyError
 from dock32.model.project import load_project
 
 from .conftest import ROOT, dock32
@@ -51,13 +60,15 @@ def leftovers(marker: str) -> list[str]:
     return found
 
 
-def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -> None:
-    result = dock32("verify")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    report = json.loads((release_build / "verify.json").read_text())
+def expected_statuses(report: dict[str, Any], under: str) -> dict[str, str]:
+    """What each scenario of the report should have done on this machine under init system `under`."""
     statuses = {s["name"]: s["status"] for s in report["scenarios"]}
     known_bugs = {s.name for s in SCENARIOS if s.known_bug is not None}
     expected = {name: "known-bug" if name in known_bugs else "pass" for name in statuses}
+    other = "sysvinit" if under == "systemd" else "systemd"
+    expected.update({name: "skipped" for name in statuses if name.startswith(f"{other}: ")})
+    if under == "sysvinit":
+        expected["containerd runs with the packaged config"] = "skipped"
     if not kernel_has_sctp():
         expected["SCTP port published"] = "skipped"
         assert {s["name"]: s["detail"] for s in report["scenarios"]}["SCTP port published"] == "no SCTP in this kernel"
@@ -66,9 +77,33 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
         # taken to run no x86_64 program: both amd64 scenarios say so and skip.
         expected["amd64 image under the default seccomp profile"] = "skipped"
         expected["amd64-only image pulled without --platform"] = "skipped"
-    assert len(statuses) >= 12 and statuses == expected
-    assert "amd64 image under the default seccomp profile" in statuses
+    return expected
+
+
+def test_every_scenario_passes_under_systemd_and_nothing_is_left_behind(release_build: Path) -> None:
+    result = dock32("verify")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    report = json.loads((release_build / "verify.json").read_text())
+    statuses = {s["name"]: s["status"] for s in report["scenarios"]}
+    assert len(statuses) >= 20 and statuses == expected_statuses(report, "systemd")
+    assert statuses["systemd: containerd.service, docker.socket, docker.service enabled and active"] == "pass"
+    assert statuses["amd64 image under the default seccomp profile"] in ("pass", "skipped")
+    assert (report["init"], report["kernel"]) == ("systemd", f"{platform.release()} {platform.machine()}")
+    assert f"verify (init: systemd; kernel: {platform.release()} {platform.machine()})" in result.stdout
     assert leftovers(str(release_build / "verify.")) == []
+    assert list(release_build.glob("verify.*.partial")) == []
+
+
+@pytest.mark.slow
+def test_every_scenario_passes_under_sysvinit(release_build: Path) -> None:
+    result = dock32("verify-sysvinit")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    report = json.loads((release_build / "verify-sysvinit.json").read_text())
+    statuses = {s["name"]: s["status"] for s in report["scenarios"]}
+    assert statuses == expected_statuses(report, "sysvinit")
+    assert statuses["sysvinit: DOCKER_OPTS in /etc/default/docker is honoured"] == "pass"
+    assert report["init"] == "sysvinit"
+    assert leftovers(str(release_build / "verify-sysvinit.")) == []
 
 
 def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build: Path) -> None:
@@ -78,10 +113,8 @@ def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build
 
     def boom(context: Context) -> str:
         sandbox = context.sandbox
-        seen["root"] = str(sandbox.root)
         seen["answered"] = sandbox.docker("version").returncode == 0
-        busybox = (sandbox.root / "bin" / "busybox").read_bytes()
-        sandbox.docker("import", "-", "dock32/crash", stdin=busybox_rootfs(busybox))
+        sandbox.docker("import", "-", "dock32/crash", stdin=busybox_rootfs(sandbox.read_file("/bin/busybox")))
         sandbox.docker("run", "-d", "dock32/crash", "/bin/sleep", "300")  # a shim and a container left running
         seen["running"] = leftovers(str(release_build / "verify."))
         raise RuntimeError("scenario crashed")
@@ -92,4 +125,40 @@ def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build
     running = "\n".join(seen["running"])  # type: ignore[arg-type]
     assert all(name in running for name in ("containerd", "dockerd", "containerd-shim", "sleep 300")), "the check sees what a run starts"
     assert leftovers(str(release_build / "verify.")) == []
-    assert not Path(str(seen["root"])).exists()
+    assert list(release_build.glob("verify.*.partial")) == []
+
+
+def test_a_root_that_does_not_boot_fails_with_its_console_and_leaves_nothing(release_build: Path) -> None:
+    """The minbase root has no /sbin/init: nspawn gives up, and the error shows what it said."""
+    project = load_project(ROOT)
+    no_init = InitSystem("no init", packages=(), offers=(), poweroff=("true",))
+    with pytest.raises(VerifyError, match=r"the no init container exited with code \d+ while booting") as failed:
+        verify_module.verify_booted(project.config, project.packages, project.settings, project.layout, no_init, "verify-no-init", ())
+    assert "systemd-container" in (failed.value.hint or "")
+    assert leftovers(str(release_build / "verify-no-init.")) == []
+    assert list(release_build.glob("verify-no-init.*.partial")) == []
+
+
+def test_a_killed_verify_leaves_no_process_and_no_mount(release_build: Path) -> None:
+    """SIGKILL, which no cleanup code sees: the kernel ends the container with the namespace it lived in, and the
+    root's overlay with the mount namespaces it was mounted in."""
+    verify = subprocess.Popen(
+        [sys.executable, "-m", "dock32.cli", "verify", "--project", str(ROOT)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/", start_new_session=True,
+    )
+    assert verify.stdout is not None
+    seen = []
+    for line in verify.stdout:
+        seen.append(line)
+        if "run an i386 image" in line:  # booted, packages installed, containers run
+            break
+    else:
+        pytest.fail("verify ended before it ran a container:\n" + "".join(seen[-30:]))
+    running = leftovers(str(release_build / "verify."))
+    os.killpg(verify.pid, signal.SIGKILL)
+    verify.wait()
+    assert any("systemd-nspawn" in p for p in running), running
+    deadline = time.monotonic() + 30
+    while leftovers(str(release_build / "verify.")) and time.monotonic() < deadline:
+        time.sleep(1)  # the kernel tears the namespaces down as their last processes go
+    assert leftovers(str(release_build / "verify.")) == []

@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from dock32.core.arch import Arch
@@ -89,6 +90,48 @@ def overlay(lower: Path, scratch: Path, log: Path) -> Iterator[Path]:
     finally:
         if capture(["umount", merged], cleanup=True).returncode != 0:
             capture(["umount", "--lazy", merged], cleanup=True)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """An overlay of a clean root that is never mounted where this machine sees it: each command that uses it mounts
+    it in a mount namespace of its own, which the kernel tears down with the command, however it ends. So a run that
+    is killed leaves no mount behind; what was written stays in upper, the next mount's upper."""
+
+    lower: Path
+    scratch: Path
+
+    @property
+    def upper(self) -> Path:
+        return self.scratch / "upper"
+
+    @property
+    def merged(self) -> Path:
+        """Where the overlay is mounted, in the namespace of each command that mounts it."""
+        return self.scratch / "merged"
+
+    def make(self) -> None:
+        for folder in (self.upper, self.scratch / "work", self.merged):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def mounted(self, argv: list[str | Path]) -> list[str | Path]:
+        """argv (which may name the overlay's mount point, self.merged), run with the overlay mounted privately."""
+        options = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.scratch / 'work'}"
+        return [
+            "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", 'mount -t overlay overlay -o "$1" "$2" && shift 2 && exec "$@"',
+            "sh", options, self.merged, *argv,
+        ]
+
+    def write(self, path: str, data: bytes) -> None:
+        """A new file in the root, written into upper while nothing mounts it (overlayfs allows changes to upper
+        then)."""
+        target = self.upper / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def chroot_run(self, argv: list[str], log: Path, what: str) -> None:
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+        run(self.mounted(["chroot", self.merged, *argv]), env=env, log=log, what=what)
 
 
 def chroot_run(root: Path, argv: list[str], log: Path, what: str) -> None:

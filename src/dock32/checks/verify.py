@@ -5,16 +5,15 @@ containers among them. The report names the init system and the kernel the daemo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from dock32.checks.rootfs import chroot_run, ensure_root, overlay
-from dock32.checks.scenarios.booted import Booted, InitSystem
+from dock32.checks.rootfs import Layers, ensure_root
+from dock32.checks.scenarios.booted import SYSTEMD, SYSVINIT, Booted, InitSystem
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.machine import Machine
 from dock32.checks.scenarios.sandbox import REGISTRY_CONFIG
@@ -30,36 +29,39 @@ from dock32.model.settings import Settings
 SCENARIO_PACKAGES = ("busybox-static", "docker-registry")
 
 
-@contextlib.contextmanager
-def prepared_root(
+def prepared_layers(
     config: BuildConfig, packages: tuple[DebPackage, ...], init_system: InitSystem, settings: Settings, layout: Layout, scratch: Path, log: Path
-) -> Iterator[Path]:
+) -> Layers:
     """An overlay of the clean root with the init system, what the scenarios use and our repository in place, and
     every .deb that installing the packages needs already downloaded: the booted root has no network (its own is
-    private), so apt installs them from its cache there."""
-    clean = ensure_root(config.packaging.distro, config.deb_arch, settings, log)
-    with overlay(clean, scratch / "overlay", log) as root:
-        shutil.copytree(layout.dist_dir, root / "srv" / "dock32")
-        (root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text("deb [trusted=yes] file:/srv/dock32 ./\n")
-        chroot_run(root, ["apt-get", "update", "-q"], log, "apt-get update")
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-        chroot_run(root, [*install, *init_system.value.packages, *SCENARIO_PACKAGES], log, "apt-get install the init system")
-        names = [p.name for p in packages]
-        chroot_run(root, [*install, "--download-only", *names], log, "apt-get download the packages")
-        # Debian's config for its registry asks for htpasswd logins; the push/pull round-trip needs none.
-        (root / "etc" / "docker" / "registry" / "config.yml").write_text(REGISTRY_CONFIG, encoding="utf-8")
-        # The clean root forbids starting services (no init runs in a chroot); booted, the postinst must start them.
-        (root / "usr" / "sbin" / "policy-rc.d").unlink()
-        yield root
+    private), so apt installs them from its cache there. Never mounted where this machine sees it (rootfs.Layers)."""
+    layers = Layers(ensure_root(config.packaging.distro, config.deb_arch, settings, log), scratch / "overlay")
+    layers.make()
+    layers.write("/etc/resolv.conf", Path("/etc/resolv.conf").read_bytes())
+    for made in sorted(layout.dist_dir.iterdir()):
+        if made.is_file():
+            layers.write(f"/srv/dock32/{made.name}", made.read_bytes())
+    layers.write("/etc/apt/sources.list.d/dock32.list", b"deb [trusted=yes] file:/srv/dock32 ./\n")
+    if init_system.fstab:
+        layers.write("/etc/fstab", (layers.lower / "etc" / "fstab").read_bytes() + init_system.fstab.encode())
+    layers.chroot_run(["apt-get", "update", "-q"], log, "apt-get update")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    layers.chroot_run([*install, *init_system.packages, *SCENARIO_PACKAGES], log, "apt-get install the init system")
+    layers.chroot_run([*install, "--download-only", *(p.name for p in packages)], log, "apt-get download the packages")
+    # Debian's config for its registry asks for htpasswd logins; the push/pull round-trip needs none.
+    layers.write("/etc/docker/registry/config.yml", REGISTRY_CONFIG.encode())
+    # The clean root forbids starting services (no init runs in a chroot); booted, the postinst must start them.
+    layers.chroot_run(["rm", "/usr/sbin/policy-rc.d"], log, "let services start")
+    return layers
 
 
 def verify(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scenarios: Sequence[Scenario] = SCENARIOS) -> None:
     """Under systemd. scenarios: the catalogue's, unless a test brings its own."""
-    verify_booted(config, packages, settings, layout, InitSystem.SYSTEMD, "verify", scenarios)
+    verify_booted(config, packages, settings, layout, SYSTEMD, "verify", scenarios)
 
 
 def verify_sysvinit(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> None:
-    verify_booted(config, packages, settings, layout, InitSystem.SYSVINIT, "verify-sysvinit", SCENARIOS)
+    verify_booted(config, packages, settings, layout, SYSVINIT, "verify-sysvinit", SCENARIOS)
 
 
 def verify_booted(
@@ -70,18 +72,22 @@ def verify_booted(
     log = layout.log(name)
     log.unlink(missing_ok=True)
     modes.make_dirs(layout.target_dir)
+    # What a killed run left: nothing of it runs or is mounted any more (its namespaces died with it), and this
+    # workspace is ours, so no other run uses it.
+    for stale in layout.target_dir.glob(f"{name}.*.partial"):
+        shutil.rmtree(stale)
     with tempfile.TemporaryDirectory(prefix=f"{name}.", suffix=".partial", dir=layout.target_dir) as scratch_name:
         scratch = Path(scratch_name)
-        with prepared_root(config, packages, init_system, settings, layout, scratch, log) as root:
-            machine = Booted(root, scratch / "data", init_system, log)
-            print(f"dock32: booting the {config.deb_arch.names.debian} root under {machine.init}", flush=True)
-            try:
-                machine.start()
-                # Through the booted init: the postinst enables and starts the services, as on a user's box.
-                machine.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(p.name for p in packages)])
-                run_scenarios(config, packages, layout, machine, scratch, log, name, scenarios)
-            finally:
-                machine.stop()
+        layers = prepared_layers(config, packages, init_system, settings, layout, scratch, log)
+        machine = Booted(layers, scratch / "data", init_system, log)
+        print(f"dock32: booting the {config.deb_arch.names.debian} root under {machine.init}", flush=True)
+        try:
+            machine.start()
+            # Through the booted init: the postinst enables and starts the services, as on a user's box.
+            machine.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", *(p.name for p in packages)])
+            run_scenarios(config, packages, layout, machine, scratch, log, name, scenarios)
+        finally:
+            machine.stop()
 
 
 def run_scenarios(

@@ -5,23 +5,23 @@ run them, and the prerm stops them.
 
 nspawn runs as the first process of a PID namespace of its own (`unshare --pid --fork --kill-child`): when that
 process dies, however it dies, the kernel kills every process in the namespace, the container's init, daemons and
-containerd shims included. nspawn alone would not do: killed, it leaves its container running. Its mounts live in its
-own mount namespace; its network is private (--private-network), so a Docker already on this machine, its
-/run/docker.sock and its iptables rules are never touched.
+containerd shims included. nspawn alone would not do: killed, it leaves its container running. The root's overlay
+is mounted in that namespace's own mount namespace (rootfs.Layers), so it goes with it too: a verify that is killed
+leaves neither a process nor a mount. Its network is private (--private-network), so a Docker already on this
+machine, its /run/docker.sock and its iptables rules are never touched.
 
 How nspawn is asked to run Docker:
 - SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1: the container sees cgroup v2 only, which it may write, so that its systemd and
   runc make their cgroups there; on a machine with cgroup v1 nspawn mounts the v1 controllers read-only.
 - SYSTEMD_SECCOMP=0 and --capability=all: runc needs keyctl (a session keyring per container), mount and the rest
   that nspawn's own filter and capability set refuse a container.
-- /var/lib/docker, /var/lib/containerd and the registry's storage are bound from a real file system: overlay2 cannot
-  stack on the overlay that is the root.
+- /var/lib/docker and /var/lib/containerd are bound from a real file system: overlay2 cannot stack on the overlay that
+  is the root.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import signal
 import subprocess
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from dock32.checks.rootfs import Layers
 from dock32.checks.scenarios.machine import EXEC_SECONDS, Need, RootMachine, what_this_kernel_offers
 from dock32.core.errors import VerifyError
 from dock32.core.run import capture, dying_with_us, open_log
@@ -39,20 +40,24 @@ POWEROFF_SECONDS = 30
 
 
 @dataclass(frozen=True)
-class InitSpec:
+class InitSystem:
+    """An init system the root is booted under: what installs it, and what the scenarios can count on under it."""
+
     name: str
     packages: tuple[str, ...]  # what makes it PID 1 in the minbase root, installed before the boot
-    need: Need  # what its own scenarios need
+    offers: tuple[Need, ...]  # what the scenarios can count on under it
     poweroff: tuple[str, ...]
+    fstab: str = ""  # lines the root's /etc/fstab needs under it
 
 
-class InitSystem(enum.Enum):
-    # dbus: systemctl's and logind's bus, which deb-systemd-invoke's systemctl calls do without but a booted
-    # Debian always has.
-    SYSTEMD = InitSpec("systemd", ("systemd-sysv", "dbus"), Need.SYSTEMD, ("systemctl", "poweroff", "--no-block"))
-    # sysvinit-core replaces systemd-sysv as /sbin/init; orphan-sysvinit-scripts brings back the /etc/init.d scripts
-    # that Debian's packages dropped for units (none of ours: docker-ce ships its own).
-    SYSVINIT = InitSpec("sysvinit", ("sysvinit-core",), Need.SYSVINIT, ("/sbin/init", "0"))
+# dbus: the bus of systemctl and logind, which a booted Debian always has.
+SYSTEMD = InitSystem("systemd", ("systemd-sysv", "dbus"), (Need.SYSTEMD, Need.SYSTEM_CONTAINERD), ("systemctl", "poweroff", "--no-block"))
+# sysvinit-core replaces systemd-sysv as /sbin/init. It mounts no cgroup file system (its mountkernfs.sh even mounts
+# a fresh /sys over the container's), and dockerd needs one: a sysvinit Docker host mounts it from /etc/fstab, as
+# here, or with cgroupfs-mount.
+SYSVINIT = InitSystem(
+    "sysvinit", ("sysvinit-core",), (Need.SYSVINIT,), ("/sbin/init", "0"), fstab="cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"
+)
 
 
 class Booted(RootMachine):
@@ -60,19 +65,28 @@ class Booted(RootMachine):
     kills it. Commands enter all of its namespaces, its PID namespace included, so that what they start (a daemon
     that /etc/init.d/docker puts in the background) belongs to the container and dies with it."""
 
-    def __init__(self, root: Path, data: Path, init_system: InitSystem, log: Path) -> None:
-        super().__init__(root, log)
+    def __init__(self, layers: Layers, data: Path, init_system: InitSystem, log: Path) -> None:
+        super().__init__(log)
+        self.layers = layers
         self.data = data
         self.init_system = init_system
-        self.init = init_system.value.name
+        self.init = init_system.name
         self.process: subprocess.Popen[bytes] | None = None
         self._console: IO[bytes] | None = None
         self._init_pid: str | None = None
 
+    @property
+    def root(self) -> Path:
+        """The container's / as its init sees it: the overlay is mounted in the container's own namespaces only."""
+        init = self._find_init()
+        if init is None:
+            raise VerifyError(f"the {self.init} container is not running", hint=f"see {self.data / 'console.log'}")
+        return Path(f"/proc/{init}/root")
+
     # --- boot and power-off ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd", "registry": "/var/lib/docker-registry"}
+        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
         for folder in binds:
             (self.data / folder).mkdir(parents=True, exist_ok=True)
         self._console = open_log(self.data / "console.log", "ab")
@@ -80,11 +94,13 @@ class Booted(RootMachine):
         self.process = subprocess.Popen(
             dying_with_us([
                 "unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
-                "systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine=dock32-verify-{os.getpid()}",
-                # Without a systemd on this machine to register with or to make a scope in.
-                "--register=no", "--keep-unit",
-                "--private-network", "--capability=all", "--console=pipe",
-                *(f"--bind={self.data / folder}:{inside}" for folder, inside in binds.items()),
+                *self.layers.mounted([
+                    "systemd-nspawn", "--boot", f"--directory={self.layers.merged}", f"--machine=dock32-verify-{os.getpid()}",
+                    # Without a systemd on this machine to register with or to make a scope in.
+                    "--register=no", "--keep-unit",
+                    "--private-network", "--capability=all", "--console=pipe",
+                    *(f"--bind={self.data / folder}:{inside}" for folder, inside in binds.items()),
+                ]),
             ]),
             stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
@@ -103,7 +119,7 @@ class Booted(RootMachine):
     def _booted(self) -> bool:
         if self._find_init() is None:
             return False
-        if self.init_system is InitSystem.SYSTEMD:
+        if self.init_system == SYSTEMD:
             # "running", or "degraded" with a unit failed: the scenarios say which, if it is one of ours.
             state = self.exec(["systemctl", "is-system-running"], check=False).stdout.strip()
             return state in ("running", "degraded")
@@ -111,7 +127,8 @@ class Booted(RootMachine):
         return self.exec(["runlevel"], check=False).stdout.split()[-1:] == ["2"]
 
     def _find_init(self) -> str | None:
-        """The host PID of the container's init: the child of nspawn, which is unshare's child."""
+        """The host PID of the container's init: the child of nspawn, which is the child of the first unshare (the
+        second one, that mounts the overlay, execs sh, which execs nspawn)."""
         if self._init_pid is None and self.process is not None:
             nspawn = _children(str(self.process.pid))
             init = _children(nspawn[0]) if nspawn else []
@@ -125,7 +142,7 @@ class Booted(RootMachine):
         if self.process is not None and self.process.poll() is None:
             if self._init_pid is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self.run_inside(list(self.init_system.value.poweroff), None, cleanup=True)
+                    self.run_inside(list(self.init_system.poweroff), None, cleanup=True)
             try:
                 self.process.wait(timeout=POWEROFF_SECONDS)
             except subprocess.TimeoutExpired:
@@ -151,7 +168,7 @@ class Booted(RootMachine):
         )
 
     def offers(self) -> frozenset[Need]:
-        return what_this_kernel_offers() | {self.init_system.value.need}
+        return what_this_kernel_offers() | set(self.init_system.offers)
 
     def restart_after_upgrade(self) -> None:
         """Nothing: the postinst restarts the services through the init system."""
@@ -169,7 +186,7 @@ class Booted(RootMachine):
     def daemon_logs(self) -> dict[str, str]:
         if self._find_init() is None:
             return {"console": self.console_tail(40)}
-        if self.init_system is InitSystem.SYSTEMD:
+        if self.init_system == SYSTEMD:
             logs = {
                 f"{unit}.log": self.exec(["journalctl", "--no-pager", "-n", "40", "-u", unit], check=False, cleanup=True).stdout
                 for unit in ("docker", "containerd")

@@ -1,17 +1,24 @@
 """Every verify scenario, in the order they run: later ones use what earlier ones made (run_i386 makes the i386
-image, amd64_default_seccomp the amd64 one), and the upgrade-then-purge scenario removes the packages, so it is last."""
+image, amd64_default_seccomp the amd64 one), and the upgrade-then-purge scenario removes the packages, so it is last.
+The units' scenario is first: it checks what the install left running, before any scenario restarts a service."""
 
 from __future__ import annotations
 
-from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, softfloat, upgrade_purge
+from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, services, softfloat, upgrade_purge
 from dock32.checks.scenarios.scenario import Scenario
 
 SCENARIOS: tuple[Scenario, ...] = (
+    services.SYSTEMD_UNITS,
     engine.VERSION,
     engine.INFO,
     engine.RUNTIMES,
     engine.CONTAINERD_CONFIG,
     containers.RUN_I386,
+    services.SOCKET_ACTIVATION,
+    services.SYSTEMCTL_RESTART,
+    services.INIT_SCRIPT,
+    services.DOCKER_OPTS,
+    services.SOCKET_PERMISSIONS,
     containers.INIT,
     containers.SECCOMP_I386,
     network.NETWORK_BY_NAME,

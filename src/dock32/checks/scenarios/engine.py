@@ -6,6 +6,7 @@ import json
 import tomllib
 
 from dock32.checks.scenarios.check import expect, expect_equal, fail
+from dock32.checks.scenarios.machine import Need
 from dock32.checks.scenarios.scenario import GOARCH, Context, Scenario
 
 
@@ -68,4 +69,4 @@ def containerd_config(context: Context) -> str:
 VERSION = Scenario(f"docker version: client and server linux/{GOARCH}", version)
 INFO = Scenario("docker info", info)
 RUNTIMES = Scenario("containerd and runc are the pinned builds", runtimes)
-CONTAINERD_CONFIG = Scenario("containerd runs with the packaged config", containerd_config)
+CONTAINERD_CONFIG = Scenario("containerd runs with the packaged config", containerd_config, needs=(Need.SYSTEM_CONTAINERD,))

@@ -41,6 +41,8 @@ class Need(enum.Enum):
     # What the init system scenarios check: the shipped units, and the shipped /etc/init.d script.
     SYSTEMD = "systemd is not PID 1 here"
     SYSVINIT = "sysvinit is not PID 1 here"
+    # containerd.io ships a unit and no /etc/init.d script: under sysvinit dockerd starts a containerd of its own.
+    SYSTEM_CONTAINERD = "no containerd.service here: dockerd runs a containerd of its own, with its own config"
     # Whole-machine reboots: only a QEMU guest has them.
     REBOOT = "only a booted kernel reboots"
 
@@ -136,16 +138,17 @@ class Machine(abc.ABC):
         return self.exec(["/usr/bin/docker", *args], check=check, stdin=stdin)
 
     def as_user(self, user: str, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        """argv run by user, with the user's groups (runuser reads them from the machine's /etc/group)."""
-        return self.exec(["runuser", "-u", user, "--", *argv], check=check)
+        """argv run by user, with the user's groups (runuser reads them from the machine's /etc/group) and home."""
+        return self.exec(["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", *argv], check=check)
 
 
 class RootMachine(Machine):
-    """A machine whose / is a folder of this one (the sandbox, the booted container): files go straight there."""
+    """A machine whose / this one reaches as a folder (the sandbox, the booted container): files go straight there."""
 
-    def __init__(self, root: Path, log: Path) -> None:
-        super().__init__(log)
-        self.root = root
+    @property
+    @abc.abstractmethod
+    def root(self) -> Path:
+        """The machine's / as a folder here."""
 
     def _path(self, path: str) -> Path:
         if not path.startswith("/") or ".." in Path(path).parts:
@@ -162,4 +165,4 @@ class RootMachine(Machine):
         return self._path(path).read_bytes()
 
     def offers(self) -> frozenset[Need]:
-        return what_this_kernel_offers()
+        return what_this_kernel_offers() | {Need.SYSTEM_CONTAINERD}

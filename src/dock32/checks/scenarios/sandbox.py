@@ -100,10 +100,15 @@ class Sandbox(RootMachine):
     init = "none (dock32's sandbox script)"
 
     def __init__(self, root: Path, data: Path, log: Path) -> None:
-        super().__init__(root, log)
+        super().__init__(log)
+        self._root = root
         self.data = data
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._root
 
     @property
     def namespace_pid(self) -> str:
