@@ -22,6 +22,8 @@ GUEST_SCENARIOS = with_kernel_scenarios(SCENARIOS)
 NATIVE32 = Flavour()
 REFUSALS = (AMD64_INDEX_PULL_REFUSED.name, AMD64_IMAGE_RUN_REFUSED.name)
 NO_X86_64 = "this kernel does not run x86_64 programs"
+# Under systemd, as the guest is: the sysvinit scenarios skip there, whatever the kernel.
+SYSVINIT_ONLY = {s.name: Need.SYSVINIT.value for s in SCENARIOS if Need.SYSVINIT in s.needs}
 
 
 def skips(offers: frozenset[Need], flavour: Flavour = NATIVE32) -> dict[str, str]:
@@ -35,6 +37,7 @@ def test_the_i686_guest_runs_no_x86_64_scenario_and_the_32_bit_ones() -> None:
     offers = offers_of("i686", sctp_loads=True, host=AMD64_HOST)
     assert Need.X86_64_KERNEL not in offers and {Need.NO_X86_64_KERNEL, Need.REBOOT, Need.SYSTEMD, Need.SCTP} <= offers
     assert skips(offers) == {
+        **SYSVINIT_ONLY,
         "amd64 image under the default seccomp profile": NO_X86_64,
         "amd64-only image pulled without --platform": NO_X86_64,
     }
@@ -56,7 +59,7 @@ def test_the_amd64_image_for_the_refusals_comes_from_an_amd64_build_machine() ->
 
 def test_a_guest_on_an_x86_64_kernel_would_run_the_x86_64_scenarios_and_not_the_refusals() -> None:
     offers = offers_of("x86_64", sctp_loads=True, host=AMD64_HOST)
-    assert skips(offers) == dict.fromkeys(REFUSALS, "this kernel runs x86_64 programs")
+    assert skips(offers) == {**SYSVINIT_ONLY, **dict.fromkeys(REFUSALS, "this kernel runs x86_64 programs")}
 
 
 def test_an_unknown_guest_kernel_is_refused_by_name() -> None:
@@ -65,7 +68,9 @@ def test_an_unknown_guest_kernel_is_refused_by_name() -> None:
 
 
 def test_machines_that_do_not_reboot_skip_the_kernel_scenarios_with_their_reasons() -> None:
-    assert skips(AMD64_HOST) == {
+    """The root booted under systemd in a container of this amd64 machine."""
+    assert skips(AMD64_HOST | {Need.SYSTEMD, Need.SYSTEM_CONTAINERD}) == {
+        **SYSVINIT_ONLY,
         **dict.fromkeys(REFUSALS, "this kernel runs x86_64 programs"),
         RESTART_AFTER_REBOOT.name: "only a booted kernel reboots",
     }

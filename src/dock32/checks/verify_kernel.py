@@ -1,6 +1,6 @@
 """`doit verify-i386-kernel`: the verify on the machine this project is for, a real 32-bit kernel. The prepared root
-(verify.prepared_root) gets Debian's linux-image-686-pae and the command agent, becomes an ext4 disk image, and
-QEMU boots it with systemd as PID 1 (scenarios/guest.py), which starts the installed packages' services, and the
+(verify.prepared_layers) gets the packages, Debian's linux-image-686-pae and the command agent, becomes an ext4 disk
+image, and QEMU boots it with systemd as PID 1 (scenarios/guest.py), which starts the installed packages' services, and the
 scenarios that make sense without x86_64 run there."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from dock32.checks.rootfs import chroot_run
+from dock32.checks.rootfs import Layers
 from dock32.checks.scenarios import agent
-from dock32.checks.scenarios.booted import InitSystem
+from dock32.checks.scenarios.booted import SYSTEMD
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.guest import AGENT_PORT, GUEST_ADDRESS, Guest, GuestDisk
 from dock32.checks.scenarios.kernel import with_kernel_scenarios
 from dock32.checks.scenarios.scenario import Scenario
-from dock32.checks.verify import prepared_root, run_scenarios
+from dock32.checks.verify import prepared_layers, run_scenarios
 from dock32.core import modes
 from dock32.core.errors import VerifyError
 from dock32.core.run import run
@@ -30,8 +30,14 @@ NAME = "verify-i386-kernel"
 # The kernel (and, by its dependencies, initramfs-tools and kmod, whose modprobe loads sctp and what dockerd asks
 # for) and the Python the agent runs on.
 GUEST_PACKAGES = ("linux-image-686-pae", "python3-minimal")
-# In the initramfs whatever initramfs-tools' MODULES says: the guest's disk and the card the agent talks through.
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "ext4")
+# In the initramfs, and loaded there, whatever initramfs-tools' MODULES says: the guest's disk and its file system.
+INITRAMFS_HOOK_PATH = "/etc/initramfs-tools/hooks/dock32-guest"
+INITRAMFS_HOOK = """\
+#!/bin/sh
+case "$1" in prereqs) exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+for module in virtio_pci virtio_blk ext4; do force_load "$module"; done
+"""
 # Room for the images, containers and the upgrade's packages beside the root; the file is sparse.
 FREE_BYTES = 3 << 30
 AGENT_PATH = "/usr/local/lib/dock32/agent.py"
@@ -79,15 +85,17 @@ def verify_i386_kernel(
     log = layout.log(NAME)
     log.unlink(missing_ok=True)
     modes.make_dirs(layout.target_dir)
+    # What a killed run left (its disk image is gigabytes): nothing of it runs (QEMU died with it) or is mounted (the
+    # overlay is only ever mounted in a command's own namespace), and this workspace is ours.
+    for stale in layout.target_dir.glob(f"{NAME}.*.partial"):
+        shutil.rmtree(stale)
     with tempfile.TemporaryDirectory(prefix=f"{NAME}.", suffix=".partial", dir=layout.target_dir) as scratch_name:
         scratch = Path(scratch_name)
         print("dock32: making the i686 guest's disk from the clean root", flush=True)
-        with prepared_root(config, packages, InitSystem.SYSTEMD, settings, layout, scratch, log) as root:
-            # Installed here, not in the guest: under TCG dpkg takes a quarter of an hour to unpack them. systemd
-            # starts the services the postinst enabled when the guest boots, as after a user's first reboot;
-            # `doit verify` checks that the postinst starts them through a running systemd.
-            chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *(p.name for p in packages)], log, "apt-get install the packages")
-            disk = make_disk(root, scratch / "guest", log)
+        layers = prepared_layers(config, packages, SYSTEMD, settings, layout, scratch, log)
+        disk = make_disk(layers, packages, scratch / "guest", log)
+        # The disk holds the root now: the overlay's layer goes, so that the run keeps one copy of it.
+        shutil.rmtree(layers.scratch)
         machine = Guest(qemu, disk, scratch / "guest", log)
         try:
             machine.start()
@@ -96,33 +104,37 @@ def verify_i386_kernel(
             machine.stop()
 
 
-def make_disk(root: Path, folder: Path, log: Path) -> GuestDisk:
-    """The installed root with the kernel, its initramfs and the agent, as an ext4 image; the kernel and initramfs are
-    copied out for QEMU to boot."""
-    modules = root / "etc" / "initramfs-tools" / "modules"
-    modules.parent.mkdir(parents=True, exist_ok=True)
-    with modules.open("a", encoding="utf-8") as out:
-        out.write("".join(f"{module}\n" for module in INITRAMFS_MODULES))
-    chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *GUEST_PACKAGES], log, "apt-get install the i686 kernel")
-    agent_file = root / AGENT_PATH.lstrip("/")
-    agent_file.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(agent.__file__, agent_file)
-    (root / "etc" / "systemd" / "system" / "dock32-agent.service").write_text(AGENT_UNIT, encoding="utf-8")
-    (root / "etc" / "systemd" / "network" / "10-dock32.network").write_text(NETWORK, encoding="utf-8")
-    chroot_run(root, ["systemctl", "enable", "dock32-agent.service", "systemd-networkd.service"], log, "enable the agent and the network")
+def make_disk(layers: Layers, packages: tuple[DebPackage, ...], folder: Path, log: Path) -> GuestDisk:
+    """The prepared root with the packages, the kernel, its initramfs and the agent, as an ext4 image; the kernel and
+    initramfs are copied out for QEMU to boot."""
+    # A hook of our own rather than initramfs-tools' modules file, which is the package's conffile.
+    layers.write(INITRAMFS_HOOK_PATH, INITRAMFS_HOOK.encode())
+    (layers.upper / INITRAMFS_HOOK_PATH.lstrip("/")).chmod(0o755)
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    layers.chroot_run([*install, *GUEST_PACKAGES], log, "apt-get install the i686 kernel")
+    # Installed here, not in the guest: under TCG dpkg takes a quarter of an hour to unpack them. systemd starts the
+    # services the postinst enabled when the guest boots, as after a user's first reboot; `doit verify` checks that
+    # the postinst starts them through a running systemd.
+    layers.chroot_run([*install, *(p.name for p in packages)], log, "apt-get install the packages")
+    layers.write(AGENT_PATH, Path(agent.__file__).read_bytes())
+    layers.write("/etc/systemd/system/dock32-agent.service", AGENT_UNIT.encode())
+    layers.write("/etc/systemd/network/10-dock32.network", NETWORK.encode())
+    layers.chroot_run(["systemctl", "enable", "dock32-agent.service", "systemd-networkd.service"], log, "enable the agent and the network")
     folder.mkdir(parents=True, exist_ok=True)
-    kernels = sorted((root / "boot").glob("vmlinuz-*-686-pae"))
+    # The kernel and its initramfs, new files of the root: in the overlay's upper layer whole.
+    kernels = sorted((layers.upper / "boot").glob("vmlinuz-*-686-pae"))
     if len(kernels) != 1:
         raise VerifyError(f"the guest's /boot has {len(kernels)} 686-pae kernels ({', '.join(k.name for k in kernels) or 'none'}), expected one")
     release = kernels[0].name.removeprefix("vmlinuz-")
-    initrd = root / "boot" / f"initrd.img-{release}"
+    initrd = layers.upper / "boot" / f"initrd.img-{release}"
     if not initrd.is_file():
         raise VerifyError(f"the guest's /boot has no initrd.img-{release}: initramfs-tools made none", hint=f"see {log}")
     disk = GuestDisk(folder / f"vmlinuz-{release}", folder / f"initrd.img-{release}", folder / "disk.ext4")
     shutil.copyfile(kernels[0], disk.kernel)
     shutil.copyfile(initrd, disk.initrd)
-    size = tree_bytes(root) + FREE_BYTES
-    run(["mkfs.ext4", "-q", "-F", "-L", "dock32-guest", "-d", root, disk.image, f"{size // 1024}k"], log=log, what="mkfs.ext4 the guest's disk")
+    size = tree_bytes(layers.lower) + tree_bytes(layers.upper) + FREE_BYTES
+    mkfs: list[str | Path] = ["mkfs.ext4", "-q", "-F", "-L", "dock32-guest", "-d", layers.merged, disk.image, f"{size // 1024}k"]
+    run(layers.mounted(mkfs), log=log, what="mkfs.ext4 the guest's disk")
     return disk
 
 

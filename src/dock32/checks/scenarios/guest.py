@@ -134,7 +134,7 @@ def call_agent(port: int, request: bytes, connect_seconds: float = 30, answer_se
 def offers_of(uname_m: str, sctp_loads: bool, host: frozenset[Need]) -> frozenset[Need]:
     """What a guest with this kernel (uname -m), where `modprobe sctp` did or did not work, offers the scenarios.
     AMD64_BUSYBOX is this build machine's (its archive has the amd64 busybox), wherever the scenario runs."""
-    offered = {Need.SYSTEMD, Need.REBOOT}
+    offered = {Need.SYSTEMD, Need.SYSTEM_CONTAINERD, Need.REBOOT}
     if Arch.from_kernel(uname_m).can_run(Arch.AMD64):
         offered.add(Need.X86_64_KERNEL)
     else:
