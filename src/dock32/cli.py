@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(COMMANDS),
         help=(
             "setup: install missing build packages (root); build: all binaries and .debs; verify: install and run them; "
+            "verify-i386-kernel: the same on Debian's i686 kernel booted in QEMU; "
             "verify-upgrade --from DIR: install an earlier release's .debs from DIR, upgrade to these, check containers, volumes and images are kept; "
             "test-upstream: the components' own Go tests for the target's GOARCH; "
             "doctor: check this machine; list: show tasks; clean: remove build outputs; "
