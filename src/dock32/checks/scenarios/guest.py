@@ -244,7 +244,8 @@ class Guest(Machine):
         """Reboot the guest as its root would, and wait until it is up again; the new boot's id."""
         before = self.read_file("/proc/sys/kernel/random/boot_id").decode().strip()
         with contextlib.suppress(OSError, agent.ProtocolError):
-            self._call(agent.run_request(["systemctl", "reboot"], ENV, b"", 60))
+            # The agent may go down before it answers, and its connection with it: a minute is plenty.
+            call_agent(self.port, agent.run_request(["systemctl", "reboot"], ENV, b"", 60), answer_seconds=60)
         if self.accelerator is None or self.process is None:
             raise VerifyError("the i686 guest is not running (for its reboot)")
         deadline = time.monotonic() + BOOT_SECONDS[self.accelerator.name]
