@@ -24,6 +24,7 @@ from .test_verify import leftovers
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 NEEDS_X86_64 = {s.name for s in SCENARIOS if Need.X86_64_KERNEL in s.needs}
+SYSVINIT_ONLY = {s.name for s in SCENARIOS if Need.SYSVINIT in s.needs}
 
 
 def no_loop_device_on(marker: str) -> list[str]:
@@ -44,6 +45,8 @@ def test_the_i686_guest_runs_the_32_bit_scenarios_and_nothing_is_left_behind(rel
     for name in NEEDS_X86_64:
         expected[name] = "skipped"
         assert scenarios[name]["detail"] == Need.X86_64_KERNEL.value
+    for name in SYSVINIT_ONLY:
+        expected[name] = "skipped"
     if Need.AMD64_BUSYBOX not in what_this_kernel_offers():
         expected[AMD64_INDEX_PULL_REFUSED.name] = expected[AMD64_IMAGE_RUN_REFUSED.name] = "skipped"
     # Debian's kernel has SCTP as a module, which the guest loads.
