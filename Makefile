@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Checks .github/workflows (tests/e2e/test_workflow.py); built from the Go module proxy into the venv.
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: setup test-tools build verify test test-all lint bench clean
+.PHONY: setup test-tools build verify verify-sysvinit test test-all lint bench clean
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
@@ -32,9 +32,13 @@ test-tools: setup
 build: setup
 	"$(PYTHON)" -m doit build
 
-# Install the packages into a clean i386 Debian and run real containers (root).
+# Install the packages into a clean i386 Debian booted under systemd and run real containers (root).
 verify: setup
 	"$(PYTHON)" -m doit verify
+
+# The same under sysvinit (in make test-all).
+verify-sysvinit: setup
+	"$(PYTHON)" -m doit verify-sysvinit
 
 lint: setup
 	"$(PYTHON)" -m ruff check src tests scripts dodo.py
