@@ -1,5 +1,6 @@
-"""The sandbox verify's scenarios (and verify-upgrade's steps) run in: containerd and dockerd started from an
-installed root in private namespaces, and every command sent into them.
+"""The machine verify-upgrade's steps run on (and any scenario, where no init system is wanted): containerd and
+dockerd started from an installed root in private namespaces by a script rather than an init system, and every
+command sent into them.
 
 The daemons run under `unshare --pid --net --mount`: their processes, network, iptables rules and mounts live in
 namespaces that the kernel tears down with the namespace's first process (when it dies, the kernel kills every
