@@ -23,6 +23,7 @@ DOCKER = "/usr/bin/docker"
 RUN_I386 = (DOCKER, "run", "--rm", "dock32/busybox:i386", "uname", "-m")
 RUN_BUILT = (DOCKER, "run", "--rm", personality.BUILT)
 RESTART = ("systemctl", "restart", "docker.service")
+RESET_FAILED = ("systemctl", "reset-failed", "docker.service")
 Answer = tuple[int, str]
 
 
@@ -31,10 +32,15 @@ class ScriptedMachine(RootMachine):
     else exits 127. It keeps every argv it was sent, and what daemon.json held at each dockerd restart."""
 
     def __init__(self, root: Path, script: dict[tuple[str, ...], list[Answer]]) -> None:
-        super().__init__(root, root / "verify.log")
+        super().__init__(root / "verify.log")
+        self._root = root
         self.script = script
         self.sent: list[tuple[str, ...]] = []
         self.daemon_json_at_restart: list[bytes | None] = []
+
+    @property
+    def root(self) -> Path:
+        return self._root
 
     def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
         key = tuple(argv)
@@ -104,6 +110,7 @@ def test_exec_removes_its_container_when_the_check_fails(config: BuildConfig, tm
 
 def off_script(*uname_answers: str) -> dict[tuple[str, ...], list[Answer]]:
     return {
+        RESET_FAILED: [(0, "")],
         RESTART: [(0, "")],
         (DOCKER, "version"): [(0, "")],
         RUN_I386: [(0, f"{answer}\n") for answer in uname_answers],
@@ -130,5 +137,5 @@ def test_the_off_switch_fails_where_it_changes_nothing_and_still_removes_its_dae
     with pytest.raises(ScenarioFailed, match=r"""^uname -m in the i386 container with "personality-linux32": false: 'i686', expected 'x86_64'$"""):
         personality.off_switch(context_of(config, machine))
     assert ("rm", "-f", personality.DAEMON_JSON) in machine.sent
-    assert machine.sent.index(("rm", "-f", personality.DAEMON_JSON)) < len(machine.sent) - 1, "dockerd restarted after"
-    assert machine.sent[machine.sent.index(("rm", "-f", personality.DAEMON_JSON)) + 1] == RESTART
+    removed = machine.sent.index(("rm", "-f", personality.DAEMON_JSON))
+    assert machine.sent[removed + 1 : removed + 3] == [RESET_FAILED, RESTART], "dockerd restarted after, past systemd's start limit"
