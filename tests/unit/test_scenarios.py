@@ -55,6 +55,11 @@ NATIVE32_NAMES = [
     "docker exec enters the container",
     "amd64 image under the default seccomp profile",
     "amd64-only image pulled without --platform",
+    "uname -m in an i386 container says i686",
+    "uname -m in a RUN step of an i386 build says i686",
+    "uname -m in docker exec into an i386 container says i686",
+    "uname -m in an amd64 container still says x86_64",
+    'systemd: daemon.json "personality-linux32": false gives x86_64 back',
     UPGRADE_THEN_PURGE,
 ]
 SYSTEMD_ONLY = {name: "systemd is not PID 1 here" for name in NATIVE32_NAMES if name.startswith("systemd: ")}
@@ -110,6 +115,11 @@ def test_an_i386_machine_skips_both_amd64_scenarios_with_their_reasons() -> None
         **SYSVINIT_ONLY,
         "amd64 image under the default seccomp profile": "this build machine is not amd64, so it has no amd64 busybox at hand",
         "amd64-only image pulled without --platform": "this kernel does not run x86_64 programs",
+        "uname -m in an i386 container says i686": "this kernel does not run x86_64 programs",
+        "uname -m in a RUN step of an i386 build says i686": "this kernel does not run x86_64 programs",
+        "uname -m in docker exec into an i386 container says i686": "this kernel does not run x86_64 programs",
+        "uname -m in an amd64 container still says x86_64": "this build machine is not amd64, so it has no amd64 busybox at hand",
+        'systemd: daemon.json "personality-linux32": false gives x86_64 back': "this kernel does not run x86_64 programs",
     }
 
 
