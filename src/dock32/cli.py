@@ -18,7 +18,7 @@ from dock32.core.errors import ConfigError, Dock32Error, FetchError, PackageErro
 from dock32.model.project import Project, load_project
 from dock32.packaging import publish
 from dock32.pipeline import report
-from dock32.pipeline.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail
+from dock32.pipeline.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail, reporter_for
 from dock32.toolchains.hostsetup import setup_host
 
 COMMANDS = {
@@ -56,7 +56,7 @@ class _Loader(TaskLoader2):  # type: ignore[misc]
     def load_doit_config(self) -> dict[str, Any]:
         # doit takes a reporter instance as well as a class (cmd_run's _execute); ours, made by main(), is where it
         # reads the run's exit code and task times afterwards.
-        return {**doit_config(self._project.settings, self._project.config.target), "reporter": self._reporter}
+        return doit_config(self._project.settings, self._project.config.target, self._reporter)
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         from doit.loader import generate_tasks
@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true",
         help="print one JSON document on stdout at the end (tasks, timings, binaries, packages, verify results, error); doit's own output goes to stderr",
+    )
+    parser.add_argument(
+        "--quiet", "-q", action="store_true",
+        help="print errors only: no progress line, no per-task lines, no summary",
     )
     parser.epilog = "Other arguments go to doit: `dock32 build compile:dockerd`, `dock32 list --all`."
     args, doit_args = parser.parse_known_args(argv)
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))
         fail(exc)
     # With --json, stdout is for the JSON document alone: the reporter writes to stderr, our tasks' prints follow.
-    reporter = Dock32Reporter(sys.stderr if args.json else sys.stdout, {})
+    reporter = reporter_for(loaded, sys.stderr if args.json else sys.stdout, quiet=args.quiet)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         code: int = DoitMain(_Loader(loaded, reporter)).run(doit_argv)
     if code != 0 and reporter.error is not None:
