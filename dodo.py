@@ -11,7 +11,7 @@ from dock32.pipeline.tasks import claim_workspace, doit_config, doit_tasks, fail
 
 try:
     _project = load_project(Path(__file__).parent)
-    claim_workspace(_project.settings, sys.argv[1:])
+    claim_workspace(_project, sys.argv[1:])
 except Dock32Error as exc:
     fail(exc)
 

@@ -21,7 +21,7 @@ from dock32.core import modes
 from dock32.core.errors import Dock32Error, Interrupted, ToolchainError, in_stage
 from dock32.model.project import Project
 from dock32.model.settings import Settings
-from dock32.pipeline import progress, workspace
+from dock32.pipeline import cachedir, progress, workspace
 from dock32.pipeline.plan import PlannedTask, plan_build, remove_folders
 from dock32.toolchains import doctor
 
@@ -251,10 +251,14 @@ def doit_config(settings: Settings, target: str, reporter: Dock32Reporter | None
     }
 
 
-def claim_workspace(settings: Settings, doit_argv: list[str]) -> None:
-    """Before doit reads its database: one task-running build per workspace, stopped cleanly by Ctrl-C or SIGTERM."""
+def claim_workspace(project: Project, doit_argv: list[str]) -> None:
+    """Before doit reads its database: one task-running build per workspace, stopped cleanly by Ctrl-C or SIGTERM;
+    the shared cache knows the workspace uses it, and a prune waits for the build to end."""
+    settings = project.settings
     if workspace.doit_command(doit_argv) not in workspace.READ_ONLY_COMMANDS and not workspace.only_read_only_tasks(doit_argv):
         workspace.hold_lock(settings.build_dir, settings.dist_dir)
+        cachedir.hold_in_use(settings)
+        cachedir.record_use(project)
         workspace.stop_on_signals()
 
 
