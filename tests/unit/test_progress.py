@@ -33,8 +33,11 @@ def test_the_eta_spreads_the_work_over_the_workers_but_waits_for_the_longest_tas
 def test_times_are_kept_per_task_and_a_bad_record_means_no_history(tmp_path: Path) -> None:
     record = tmp_path / ".doit-t.times.json"
     assert progress.load_history(record) == {}
-    progress.save_history(record, {"compile:a": 5.0, "fetch:a": 1.0}, {"compile:a": 7.123})
+    progress.save_history(record, {"compile:a": 5.0, "fetch:a": 1.0}, {"compile:a": 7.123}, {"compile:a": 1000.0, "fetch:a": 900.0})
     assert progress.load_history(record) == {"compile:a": 7.12, "fetch:a": 1.0}
+    assert progress.load_starts(record) == {"compile:a": 1000.0}  # only for what ran
+    progress.save_history(record, progress.load_history(record), {"fetch:a": 2.0}, {"fetch:a": 2000.0})
+    assert progress.load_starts(record) == {"compile:a": 1000.0, "fetch:a": 2000.0}
     record.write_text("{not json")
     assert progress.load_history(record) == {}
 

@@ -3,8 +3,8 @@
 The cache is shared by every workspace (checkout and build folder) on the machine, so each build records its
 workspace in the cache (workspaces/), and a prune keeps what the pins of every recorded workspace need: their
 trees and downloads, their Go modules (each component's module and what its go.sum lists), their Go toolchains,
-and the Go build cache entries that the last run of each of their targets used. Go marks an entry's use in its
-mtime, to within an hour (its cache's mtimeInterval), as its own trim does; so does the prune.
+and the Go build cache entries used since the oldest of the last compiles of their targets: Go marks an entry's
+use in its mtime, to within an hour (its cache's mtimeInterval), and its own trim goes by that mark too.
 
 Builds hold a shared lock on the cache for as long as they run; a prune takes it exclusively, so it never
 removes what a running build holds, and a build that starts meanwhile waits for the prune.
@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from dock32.core.errors import BuildError, ConfigError, Dock32Error
 from dock32.model.config import ArchiveSource, GoModuleSource
 from dock32.model.project import Project, load_project
 from dock32.model.settings import Settings
+from dock32.pipeline import progress
 from dock32.sources import cache
 from dock32.sources.trees import tree_hash_of_archive
 
@@ -81,15 +81,17 @@ def _workspace_record(settings: Settings) -> Path:
 
 
 def record_use(project: Project) -> None:
-    """Note in the cache that this workspace builds this target, and when this run began (under its workspace lock)."""
+    """Note in the cache that this workspace builds this target (under its workspace lock)."""
     path = _workspace_record(project.settings)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         record = {}
-    targets = record.get("targets") if isinstance(record.get("targets"), dict) else {}
-    targets[project.config.target] = time.time()
-    record = {"project": str(project.config.project_dir), "build_dir": str(project.settings.build_dir), "targets": targets}
+    targets = {str(t) for t in record.get("targets", [])} if isinstance(record.get("targets"), list) else set()
+    if project.config.target in targets and record.get("project") == str(project.config.project_dir):
+        return
+    targets.add(project.config.target)
+    record = {"project": str(project.config.project_dir), "build_dir": str(project.settings.build_dir), "targets": sorted(targets)}
     atomic.write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
@@ -98,7 +100,12 @@ class Workspace:
     record: Path
     project: Path
     build_dir: Path
-    targets: dict[str, float]  # target: when its last run began (epoch seconds)
+    targets: tuple[str, ...]
+
+
+def times_file_of(build_dir: Path, target: str) -> Path:
+    """Where a workspace keeps its task times (tasks.times_file; the same name, from the build folder alone)."""
+    return build_dir / f".doit-{target}.times.json"
 
 
 def workspaces(settings: Settings) -> tuple[list[Workspace], list[Path]]:
@@ -107,7 +114,7 @@ def workspaces(settings: Settings) -> tuple[list[Workspace], list[Path]]:
     for path in sorted((settings.cache_dir / "workspaces").glob("*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            found = Workspace(path, Path(data["project"]), Path(data["build_dir"]), {str(k): float(v) for k, v in data["targets"].items()})
+            found = Workspace(path, Path(data["project"]), Path(data["build_dir"]), tuple(str(t) for t in data["targets"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             gone.append(path)
             continue
@@ -320,14 +327,21 @@ def needs(settings: Settings, current: Project) -> tuple[Needs, list[Path]]:
                     f"{workspace.record}: the workspace {workspace.build_dir} uses this cache, but its project cannot be read: {exc}",
                     hint=f"fix {workspace.project}, or remove {workspace.record} if that workspace is no longer used",
                 ) from None
-        for target, started in sorted(workspace.targets.items()):
-            if (workspace.build_dir / target).is_dir():
-                starts.append(started)
+        for target in workspace.targets:
+            if not (workspace.build_dir / target).is_dir():
+                continue
+            compiles = {f"compile:{b.name}" for c in projects[workspace.project].config.components for b in c.binaries}
+            ran = {t: when for t, when in progress.load_starts(times_file_of(workspace.build_dir, target)).items() if t in compiles}
+            if ran:
+                starts.append(min(ran.values()))
+            else:
+                found.build_cache_unknown.append(f"{workspace.build_dir / target}: no compile of it is recorded")
     if not any(w.build_dir == current.settings.build_dir for w in live) and current.layout.target_dir.is_dir():
         found.build_cache_unknown.append(f"{current.layout.target_dir} was built before the cache recorded its builds")
     for project in projects.values():
         needs_of(project, settings, found)
     if starts:
+        # The oldest of the last compiles: every entry one of them used was marked at most an hour before it began.
         found.build_cutoff = min(starts) - GO_MTIME_INTERVAL - 60
     else:
         found.build_cache_unknown.append("no build of any workspace is recorded in the cache")

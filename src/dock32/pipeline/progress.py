@@ -90,10 +90,21 @@ def load_history(path: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in tasks.items() if isinstance(v, int | float) and v >= 0}
 
 
-def save_history(path: Path, earlier: dict[str, float], ran: dict[str, float]) -> None:
-    """Keep the latest time of every task that ran; the others keep their earlier time."""
+def load_starts(path: Path) -> dict[str, float]:
+    """When each task last ran (epoch seconds): what the Go build cache's last use by it can be told from."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    starts = data.get("started") if isinstance(data, dict) else None
+    return {str(k): float(v) for k, v in starts.items() if isinstance(v, int | float)} if isinstance(starts, dict) else {}
+
+
+def save_history(path: Path, earlier: dict[str, float], ran: dict[str, float], started: dict[str, float] | None = None) -> None:
+    """Keep the latest time of every task that ran, and when it began; the others keep their earlier ones."""
     merged = {**earlier, **{name: round(seconds, 2) for name, seconds in ran.items()}}
-    atomic.write_text(path, json.dumps({"tasks": dict(sorted(merged.items()))}, indent=1) + "\n")
+    starts = {**load_starts(path), **{name: round(when, 1) for name, when in (started or {}).items() if name in ran}}
+    atomic.write_text(path, json.dumps({"tasks": dict(sorted(merged.items())), "started": dict(sorted(starts.items()))}, indent=1) + "\n")
 
 
 def estimate(task: str, history: dict[str, float]) -> tuple[float, bool]:
@@ -172,6 +183,7 @@ class Progress:
         self.history = load_history(place.history) if place else {}
         self.names: list[str] = []
         self.running: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}  # wall clock, kept with the times
         self.results: dict[str, tuple[str, float]] = {}  # task: (status, seconds)
         self.transfers: dict[str, tuple[int, int | None]] = {}
         self.modules: ModuleDownloads | None = None
@@ -201,6 +213,7 @@ class Progress:
             if name not in self.names:
                 self.names.append(name)
             self.running[name] = time.monotonic()
+            self.started_at[name] = time.time()
             self._on_start(name)
 
     def finished(self, name: str, status: str) -> None:
@@ -226,7 +239,7 @@ class Progress:
         ran = {name: seconds for name, (status, seconds) in self.results.items() if status == "ran"}
         if self.place and ran:
             try:
-                save_history(self.place.history, self.history, ran)
+                save_history(self.place.history, self.history, ran, self.started_at)
             except OSError as exc:  # only the next run's estimate suffers
                 sys.stderr.write(f"warning: cannot keep the task times in {self.place.history}: {exc.strerror or exc}\n")
 

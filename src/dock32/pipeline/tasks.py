@@ -214,8 +214,9 @@ def workers() -> int:
 
 
 def times_file(settings: Settings, target: str) -> Path:
-    """Each task's seconds in the last run that ran it, beside doit's database: the next run's ETA."""
-    return settings.build_dir / f".doit-{target}.times.json"
+    """Each task's seconds in the last run that ran it, and when, beside doit's database: the next run's ETA, and
+    what `dock32 cache prune` keeps of the Go build cache."""
+    return cachedir.times_file_of(settings.build_dir, target)
 
 
 def reporter_for(project: Project, stream: Any, quiet: bool = False) -> Dock32Reporter:
