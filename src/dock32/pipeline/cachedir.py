@@ -413,7 +413,7 @@ def plan_prune(settings: Settings, found: list[Entry], wanted: Needs) -> list[Re
     if wanted.build_cutoff is not None and not wanted.build_cache_unknown and settings.gocache.is_dir():
         old = list(_unused_build_entries(settings.gocache, wanted.build_cutoff))
         if old:
-            removals.append(Removal("build cache", f"{len(old)} entries unused by the last build of every target", tuple(old), sum(disk_usage(p) for p in old)))
+            removals.append(Removal("build cache", f"{len(old)} entries used by none of the last compiles", tuple(old), sum(disk_usage(p) for p in old)))
     return removals
 
 
