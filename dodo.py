@@ -7,15 +7,15 @@ sys.path.insert(0, str(Path(__file__).parent / "src"))
 
 from dock32.core.errors import Dock32Error  # noqa: E402
 from dock32.model.project import load_project  # noqa: E402
-from dock32.pipeline.tasks import claim_workspace, doit_config, doit_tasks, fail  # noqa: E402
+from dock32.pipeline.tasks import claim_workspace, doit_config, doit_tasks, fail, reporter_for  # noqa: E402
 
 try:
     _project = load_project(Path(__file__).parent)
-    claim_workspace(_project.settings, sys.argv[1:])
+    claim_workspace(_project, sys.argv[1:])
 except Dock32Error as exc:
     fail(exc)
 
-DOIT_CONFIG = doit_config(_project.settings, _project.config.target)
+DOIT_CONFIG = doit_config(_project.settings, _project.config.target, reporter_for(_project, sys.stdout))
 
 
 def task_dock32():  # type: ignore[no-untyped-def]
