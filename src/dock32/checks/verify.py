@@ -31,8 +31,10 @@ def installed_root(config: BuildConfig, packages: tuple[DebPackage, ...], settin
         (root / "etc" / "apt" / "sources.list.d" / "dock32.list").write_text("deb [trusted=yes] file:/srv/dock32 ./\n")
         chroot_run(root, ["apt-get", "update", "-q"], log, "apt-get update")
         names = [p.name for p in packages]
-        # busybox-static makes the test images; docker-registry is the registry of the round-trip.
-        chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names, "busybox-static", "docker-registry"], log, "apt-get install")
+        # busybox-static makes the test images; docker-registry is the registry of the round-trip; slirp4netns is
+        # docker-ce-rootless-extras' Recommends, the network driver that the rootless scenario's daemon uses.
+        extras = ["busybox-static", "docker-registry", "slirp4netns"]
+        chroot_run(root, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *names, *extras], log, "apt-get install")
         (root / "etc" / "dock32-registry.yml").write_text(REGISTRY_CONFIG, encoding="utf-8")
         yield root
 

@@ -3,7 +3,7 @@ image, amd64_default_seccomp the amd64 one), and the upgrade-then-purge scenario
 
 from __future__ import annotations
 
-from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, softfloat, upgrade_purge
+from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, rootless, softfloat, upgrade_purge
 from dock32.checks.scenarios.scenario import Scenario
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -21,6 +21,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     images.REGISTRY_ROUND_TRIP,
     compose.COMPOSE,
     containers.EXEC_ENTERS_CONTAINER,
+    rootless.ROOTLESS,
+    rootless.ROOTLESS_BUILT_IN_NETWORK,
     amd64.AMD64_DEFAULT_SECCOMP,
     amd64.AMD64_ONLY_IMAGE,
     softfloat.NO_SSE_OUTSIDE_RUNTIME_CHECKS,
