@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dock32.checks import verify as verify_module
+from dock32.checks.scenarios import rootless
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.scenario import Context, Scenario, kernel_has_sctp
 from dock32.checks.scenarios.testimage import busybox_rootfs
@@ -51,6 +52,12 @@ def leftovers(marker: str) -> list[str]:
     return found
 
 
+def userns_forbidden() -> bool:
+    """This kernel forbids unprivileged user namespaces, by one of the switches the rootless scenarios read."""
+    switches = {path: Path(path).read_text() for path, _, _ in rootless.USERNS_SWITCHES if Path(path).exists()}
+    return any(switches.get(path, "").strip() == forbidding for path, forbidding, _ in rootless.USERNS_SWITCHES)
+
+
 def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -> None:
     result = dock32("verify")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
@@ -66,6 +73,9 @@ def test_every_scenario_passes_and_nothing_is_left_behind(release_build: Path) -
         # taken to run no x86_64 program: both amd64 scenarios say so and skip.
         expected["amd64 image under the default seccomp profile"] = "skipped"
         expected["amd64-only image pulled without --platform"] = "skipped"
+    if userns_forbidden():
+        # A kernel that gives no unprivileged user namespaces: both rootless scenarios say so and skip.
+        expected[rootless.ROOTLESS.name] = expected[rootless.ROOTLESS_BUILT_IN_NETWORK.name] = "skipped"
     assert len(statuses) >= 12 and statuses == expected
     assert "amd64 image under the default seccomp profile" in statuses
     assert leftovers(str(release_build / "verify.")) == []
@@ -93,3 +103,30 @@ def test_a_scenario_that_blows_up_still_stops_daemons_and_unmounts(release_build
     assert all(name in running for name in ("containerd", "dockerd", "containerd-shim", "sleep 300")), "the check sees what a run starts"
     assert leftovers(str(release_build / "verify.")) == []
     assert not Path(str(seen["root"])).exists()
+
+
+def test_a_rootless_daemon_dies_with_the_sandbox_when_its_scenario_blows_up(release_build: Path) -> None:
+    """dockerd-rootless.sh runs in the sandbox's PID namespace: rootlesskit, slirp4netns, the user's dockerd and
+    containerd and its container all go when a scenario crashes with them running."""
+    if userns_forbidden():
+        pytest.skip("this kernel gives no unprivileged user namespaces")
+    project = load_project(ROOT)
+    seen: dict[str, object] = {}
+
+    def boom(context: Context) -> str:
+        user, _ = rootless.prepare(context)
+        daemon = rootless.RootlessDaemon(context.sandbox, user, ())
+        daemon.start()
+        busybox = (context.sandbox.root / "bin" / "busybox").read_bytes()
+        (context.sandbox.root / "srv" / "crash.tar").write_bytes(busybox_rootfs(busybox))
+        (context.sandbox.root / "srv" / "crash.tar").chmod(0o644)
+        daemon.docker("import", "/srv/crash.tar", "dock32/crash")
+        daemon.docker("run", "-d", "dock32/crash", "/bin/sleep", "301")
+        seen["running"] = leftovers(str(release_build / "verify."))
+        raise RuntimeError("scenario crashed with a rootless daemon up")
+
+    with pytest.raises(RuntimeError, match="rootless daemon up"):
+        verify_module.verify(project.config, project.packages, project.settings, project.layout, scenarios=(Scenario("crash", boom),))
+    running = "\n".join(seen["running"])  # type: ignore[arg-type]
+    assert all(name in running for name in ("rootlesskit", "slirp4netns", "dockerd", "sleep 301")), running
+    assert leftovers(str(release_build / "verify.")) == []

@@ -161,12 +161,13 @@ def add_user(sandbox: Sandbox) -> RootlessUser:
 def prepare_user_folders(sandbox: Sandbox, user: RootlessUser) -> None:
     """XDG_RUNTIME_DIR as pam_systemd would make it, and the data root on a real file system: rootless overlay2, like
     the rootful daemon's, cannot stack on the overlay that the installed root is."""
-    owner = f"{user.uid}:{user.gid}"
     data = f"/run/dock32/{FOLDER}/data"
     data_root = f"{user.home}/.local/share/docker"
-    sandbox.exec(["install", "-d", "-m", "0700", "-o", str(user.uid), "-g", str(user.gid), user.runtime_dir, data])
-    sandbox.exec(["install", "-d", "-m", "0755", "-o", str(user.uid), "-g", str(user.gid), f"{user.home}/.local", f"{user.home}/.local/share", data_root])
-    sandbox.exec(["chown", owner, data])
+    owned = ["-o", str(user.uid), "-g", str(user.gid)]
+    # Every mode given: install -d makes the folders it is not given with dock32's umask, which may be 0077.
+    sandbox.exec(["install", "-d", "-m", "0755", "/run/user"])
+    sandbox.exec(["install", "-d", "-m", "0700", *owned, user.runtime_dir, data])
+    sandbox.exec(["install", "-d", "-m", "0755", *owned, f"{user.home}/.local", f"{user.home}/.local/share", data_root])
     if sandbox.exec(["mountpoint", "-q", data_root], check=False).returncode != 0:
         sandbox.exec(["mount", "--bind", data, data_root])
 
@@ -192,9 +193,10 @@ class RootlessDaemon:
         self.pid_file = f"/run/dock32/{FOLDER}/rootlesskit.pid"
 
     def start(self) -> None:
-        # The redirections are made by root's shell; the script then execs rootlesskit, whose pid $! is.
+        # The redirections are made by root's shell; the script then execs rootlesskit, whose pid $! is. The umask a
+        # login gives (login.defs), not dock32's.
         command = shlex.join(self.user.argv(["dockerd-rootless.sh"], self.settings))
-        self.sandbox.exec(["sh", "-c", f"{command} >> {self.log} 2>&1 < /dev/null & echo $! > {self.pid_file}"], pid_namespace=True)
+        self.sandbox.exec(["sh", "-c", f"umask 0022; {command} >> {self.log} 2>&1 < /dev/null & echo $! > {self.pid_file}"], pid_namespace=True)
         deadline = time.monotonic() + DAEMON_START_SECONDS
         while self.docker("version", check=False).returncode != 0:
             if not self.running():
@@ -230,8 +232,9 @@ SCRIPTS_CHOICE = "slirp4netns"  # verify installs the package's Recommends, whic
 BUILT_IN = "gvisor-tap-vsock"
 
 
-def rootless(context: Context, net: str | None) -> str:
-    """net: the network driver to ask dockerd-rootless.sh for, or None for its own choice (SCRIPTS_CHOICE)."""
+def prepare(context: Context) -> tuple[RootlessUser, list[str]]:
+    """The user, its folders and what the machine lacks made up for, after a check that nothing missing_for_rootless
+    names is missing (else Skipped); and notes on what was made up for. Run again, it changes nothing more."""
     sandbox = context.sandbox
     if PACKAGE not in {p.name for p in context.packages}:
         raise Skipped(f"{PACKAGE} is not among this build's packages")
@@ -250,6 +253,13 @@ def rootless(context: Context, net: str | None) -> str:
     prepare_user_folders(sandbox, user)
     check = sandbox.exec(user.argv(["dockerd-rootless-setuptool.sh", "check", *flags]), check=False)
     expect(check.returncode == 0, f"dockerd-rootless-setuptool.sh check: {(check.stderr + check.stdout).strip()[-400:]}")
+    return user, notes
+
+
+def rootless(context: Context, net: str | None) -> str:
+    """net: the network driver to ask dockerd-rootless.sh for, or None for its own choice (SCRIPTS_CHOICE)."""
+    sandbox = context.sandbox
+    user, notes = prepare(context)
 
     # The i386 image, from the rootful daemon: saved into the root, where the user's client reads it.
     images = sandbox.root / "srv" / FOLDER
