@@ -47,6 +47,8 @@ def test_versions_match_the_pins(built: Path) -> None:
     assert version_of(built / "docker-init", "--version").startswith(f"tini version {tini.version}")
     assert CONFIG.component("buildx").version in version_of(built / "docker-buildx", "version")
     assert CONFIG.component("compose").version in version_of(built / "docker-compose", "version")
+    rootlesskit = CONFIG.component("rootlesskit")
+    assert version_of(built / "rootlesskit", "--version").strip() == f"rootlesskit version {rootlesskit.version.removeprefix('v')}"
 
 
 def test_manifest_records_hashes_go386_and_toolchain(built: Path) -> None:

@@ -55,7 +55,7 @@ def test_the_shipped_config_loads_with_every_component_and_binary() -> None:
     names = {b.name for c in config.components for b in c.binaries}
     assert names == {
         "docker", "dockerd", "docker-proxy", "containerd", "containerd-shim-runc-v2",
-        "ctr", "runc", "docker-init", "docker-buildx", "docker-compose",
+        "ctr", "runc", "docker-init", "rootlesskit", "docker-buildx", "docker-compose",
     }
     assert config.flavour == Flavour("native32", "sse2")
     assert config.target == "native32-i386"

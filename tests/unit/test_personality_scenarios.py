@@ -42,7 +42,7 @@ class ScriptedMachine(RootMachine):
     def root(self) -> Path:
         return self._root
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
         key = tuple(argv)
         self.sent.append(key)
         if key == RESTART:

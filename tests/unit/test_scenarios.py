@@ -53,6 +53,8 @@ NATIVE32_NAMES = [
     "registry round-trip on loopback",
     "docker compose up and down",
     "docker exec enters the container",
+    "rootless: dockerd-rootless.sh as an unprivileged user",
+    "rootless with RootlessKit's built-in network (gvisor-tap-vsock)",
     "amd64 image under the default seccomp profile",
     "amd64-only image pulled without --platform",
     "uname -m in an i386 container says i686",
@@ -162,7 +164,7 @@ class RecordedSandbox(Sandbox):
         super().__init__(folder, folder, folder / "verify.log")
         self.answers = answers
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
         code, stdout = self.answers.get(tuple(argv), (127, ""))
         return subprocess.CompletedProcess(argv, code, stdout, "" if code == 0 else f"{argv[0]}: failed\n")
 

@@ -15,8 +15,8 @@ How nspawn is asked to run Docker:
   runc make their cgroups there; on a machine with cgroup v1 nspawn mounts the v1 controllers read-only.
 - SYSTEMD_SECCOMP=0 and --capability=all: runc needs keyctl (a session keyring per container), mount and the rest
   that nspawn's own filter and capability set refuse a container.
-- /var/lib/docker and /var/lib/containerd are bound from a real file system: overlay2 cannot stack on the overlay that
-  is the root.
+- /var/lib/docker, /var/lib/containerd and the scenarios' own data folder (Machine.data_dir: the rootless daemon's)
+  are bound from a real file system: overlay2 cannot stack on the overlay that is the root.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Booted(RootMachine):
     # --- boot and power-off ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
+        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd", "scenarios": self.data_dir}
         for folder in binds:
             (self.data / folder).mkdir(parents=True, exist_ok=True)
         self._console = open_log(self.data / "console.log", "ab")
@@ -142,7 +142,7 @@ class Booted(RootMachine):
         if self.process is not None and self.process.poll() is None:
             if self._init_pid is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self.run_inside(list(self.init_system.poweroff), None, cleanup=True)
+                    self.run_inside(list(self.init_system.poweroff), None, pid_namespace=True, cleanup=True)
             try:
                 self.process.wait(timeout=POWEROFF_SECONDS)
             except subprocess.TimeoutExpired:
@@ -157,7 +157,7 @@ class Booted(RootMachine):
 
     # --- what the scenarios and the report use -----------------------------------------------------------------------
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
         init = self._find_init()
         if init is None:
             raise VerifyError(f"the {self.init} container is not running", hint=f"see {self.data / 'console.log'}")
