@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from dock32.checks.scenarios.check import Skipped, expect, expect_equal, fail, retry
-from dock32.checks.scenarios.machine import Machine
+from dock32.checks.scenarios.machine import Machine, Need
 from dock32.checks.scenarios.sandbox import DAEMON_START_SECONDS
 from dock32.checks.scenarios.scenario import Context, Scenario
 from dock32.checks.scenarios.testimage import I386_IMAGE, WEB_PAGE
@@ -235,6 +235,60 @@ class RootlessDaemon:
         return self.sandbox.exec(self.user.argv(["docker", *args]), check=check)
 
 
+class UserServiceDaemon(RootlessDaemon):
+    """Under systemd, as its users run it: lingering gives the user a systemd of its own (user@UID.service, with the
+    cgroup delegated to the user that a rootless dockerd needs on cgroup v2), and `dockerd-rootless-setuptool.sh
+    install` writes the user's docker.service and starts it there. Started from a shell instead, dockerd finds no
+    cgroup of the user's and every container fails."""
+
+    @property
+    def override(self) -> str:
+        return f"{self.user.home}/.config/systemd/user/docker.service.d/override.conf"
+
+    def setuptool_flags(self) -> list[str]:
+        """As setuptool_check_flags: install and uninstall check the requirements first, nf_tables among them, which
+        they cannot find where the kernel loads no modules."""
+        no_modules = self.sandbox.exec(["test", "-e", "/proc/modules"], check=False, cleanup=True).returncode != 0
+        return ["--skip-iptables"] if no_modules else []
+
+    def as_user(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        bus = (("DBUS_SESSION_BUS_ADDRESS", f"unix:path={self.user.runtime_dir}/bus"),)
+        return self.sandbox.exec(self.user.argv(argv, bus), check=check)
+
+    def start(self) -> None:
+        self.sandbox.exec(["loginctl", "enable-linger", self.user.name])
+        # logind starts user@UID.service, whose dbus (dbus-user-session) makes the bus that systemctl --user talks to.
+        retry(lambda: self.sandbox.exec(["test", "-S", f"{self.user.runtime_dir}/bus"]), attempts=60)
+        # The network driver to ask for, as dockerd-rootless.sh's own header tells users to set it under systemd.
+        if self.settings:
+            lines = "".join(f'Environment="{key}={value}"\n' for key, value in self.settings)
+            self.sandbox.write_file(self.override, f"[Service]\n{lines}".encode())
+            self.sandbox.exec(["chown", "-R", f"{self.user.uid}:{self.user.gid}", f"{self.user.home}/.config"])
+        self.as_user(["dockerd-rootless-setuptool.sh", "install", *self.setuptool_flags()])
+        deadline = time.monotonic() + DAEMON_START_SECONDS
+        while self.docker("version", check=False).returncode != 0:
+            if not self.running():
+                fail(f"the user's docker.service is not running: {self.tail(6)}")
+            if time.monotonic() > deadline:
+                fail(f"the rootless dockerd did not answer within {DAEMON_START_SECONDS} s: {self.tail(6)}")
+            time.sleep(1)
+
+    def running(self) -> bool:
+        return self.as_user(["systemctl", "--user", "is-active", "--quiet", "docker.service"], check=False).returncode == 0
+
+    def stop(self) -> None:
+        """uninstall stops and removes the user's docker.service; then the user's systemd goes too."""
+        self.as_user(["dockerd-rootless-setuptool.sh", "uninstall", *self.setuptool_flags()], check=False)
+        self.sandbox.exec(["rm", "-f", self.override], check=False, cleanup=True)
+        self.sandbox.exec(["loginctl", "disable-linger", self.user.name], check=False, cleanup=True)
+        self.sandbox.exec(["systemctl", "stop", f"user@{self.user.uid}.service"], check=False, cleanup=True)
+
+    def log_tail(self, lines: int) -> str:
+        return self.sandbox.exec(
+            ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), f"_UID={self.user.uid}", "_SYSTEMD_USER_UNIT=docker.service"], check=False, cleanup=True
+        ).stdout
+
+
 # dockerd-rootless.sh's own choice of network driver, and the one RootlessKit 3 has built in: the one a machine
 # without slirp4netns and passt gets (docker-ce-packaging's 29.x packages recommend neither).
 SCRIPTS_CHOICE = "slirp4netns"  # verify installs the package's Recommends, which the script prefers
@@ -275,7 +329,8 @@ def rootless(context: Context, net: str | None) -> str:
     sandbox.exec(["chmod", "0644", f"/srv/{FOLDER}/i386.tar"])
     sandbox.write_file(f"/srv/{FOLDER}/context/Dockerfile", f"FROM {I386_IMAGE}\nRUN echo built-rootless > /built\nCMD [\"cat\", \"/built\"]\n".encode())
 
-    daemon = RootlessDaemon(sandbox, user, (("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", net),) if net else ())
+    settings = (("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", net),) if net else ()
+    daemon = (UserServiceDaemon if Need.SYSTEMD in sandbox.offers() else RootlessDaemon)(sandbox, user, settings)
     try:
         daemon.start()
         chosen = network_driver(daemon.log_tail(400))
@@ -302,7 +357,8 @@ def rootless(context: Context, net: str | None) -> str:
     finally:
         daemon.stop()
     extra = f"; {'; '.join(notes)}" if notes else ""
-    return f"{USER} (uid {user.uid}), network {chosen}, {driver}: i386 container, 127.0.0.1:{PORT} published, image built{extra}"
+    how = "the user's docker.service (setuptool install)" if isinstance(daemon, UserServiceDaemon) else "dockerd-rootless.sh"
+    return f"{USER} (uid {user.uid}) through {how}, network {chosen}, {driver}: i386 container, 127.0.0.1:{PORT} published, image built{extra}"
 
 
 ROOTLESS = Scenario("rootless: dockerd-rootless.sh as an unprivileged user", functools.partial(rootless, net=None))
