@@ -174,9 +174,14 @@ def prepare_user_folders(sandbox: Machine, user: RootlessUser) -> None:
 
 
 def open_up_tun(sandbox: Machine, major: int, minor: int) -> None:
-    """A /dev/net/tun that every user can open, as udev makes it, for the sandbox's mount namespace alone: a node of
-    the same device, on the sandbox's own /run (a tmpfs), bound over it there. The machine's /dev is left as it is."""
-    node = "/run/dock32-tun"
+    """A /dev/net/tun that every user can open, as udev makes it, for the machine's mount namespace alone: a node of
+    the same device, on a small tmpfs of its own, bound over it there. The tmpfs is this node's own since /run may be
+    mounted nodev (systemd-nspawn mounts it so), and a node on a nodev mount cannot be opened. The machine's /dev is
+    left as it is (the sandbox's is this machine's own)."""
+    folder = "/run/dock32-dev"
+    node = f"{folder}/tun"
+    sandbox.exec(["mkdir", "-p", folder])
+    sandbox.exec(["sh", "-c", f"mountpoint -q {folder} || mount -t tmpfs -o mode=0755,size=64k dock32-dev {folder}"])
     sandbox.exec(["rm", "-f", node])
     sandbox.exec(["mknod", node, "c", str(major), str(minor)])
     sandbox.exec(["chmod", "0666", node])  # not mknod -m: i386 glibc sets that mode through /proc/self, not this /proc's
