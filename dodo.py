@@ -15,9 +15,10 @@ try:
 except Dock32Error as exc:
     fail(exc)
 
-DOIT_CONFIG = doit_config(_project.settings, _project.config.target, reporter_for(_project, sys.stdout))
+_reporter = reporter_for(_project, sys.stdout)  # it holds the run's memory choice: tasks at once, the compiles' Go settings
+DOIT_CONFIG = doit_config(_project.settings, _project.config.target, _reporter)
 
 
 def task_dock32():  # type: ignore[no-untyped-def]
     """dock32's tasks, each under its own basename (toolchain, fetch, source, compile, manifest, build, doctor)."""
-    yield from doit_tasks(_project)
+    yield from doit_tasks(_project, _reporter.memory)

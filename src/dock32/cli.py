@@ -64,7 +64,7 @@ class _Loader(TaskLoader2):  # type: ignore[misc]
         from doit.loader import generate_tasks
 
         # The same generator dodo.py's task_dock32 yields, handled the same way.
-        return list(generate_tasks("dock32", doit_tasks(self._project)))
+        return list(generate_tasks("dock32", doit_tasks(self._project, self._reporter.memory)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         help="verify-upgrade: the dist/<target> folder of an earlier release's build (also DOCK32_UPGRADE_FROM)",
     )
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
+    parser.add_argument(
+        "--jobs", "-j", type=_jobs, metavar="N",
+        help="run N tasks at once, whatever the memory allows (default: chosen from MemAvailable and the cgroup limit; also DOCK32_JOBS)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--tests", action="store_true", help="setup: also install what only the tests use (toolchains/host.yaml test_apt)")
     parser.add_argument(
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(ConfigError(f"{taken[0]}: dock32 reports a run itself", hint=hint))
     if args.debug:
         os.environ["DOCK32_DEBUG"] = "1"
+    if args.jobs is not None:
+        os.environ["DOCK32_JOBS"] = str(args.jobs)
     if args.upgrade_from is not None:
         os.environ["DOCK32_UPGRADE_FROM"] = str(args.upgrade_from.resolve())
     if args.command == "publish":
@@ -169,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report.run_report(loaded, args.command, code, reporter.error_line, reporter.results), indent=2, sort_keys=True))
     return code
+
+
+def _jobs(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of tasks, 1 or more")
+    return int(value)
 
 
 def cache_command(project: Project | None, argv: list[str]) -> int:

@@ -60,6 +60,10 @@ class RunPlace:
     artifacts: tuple[tuple[Path, str], ...] = ()
     logs: Path | None = None
     workers: int = 1
+    # Said once a run has tasks, before the first starts: what dock32 chose for this machine and why; warnings
+    # (the build may not fit its memory) go to stderr, also with --quiet.
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 # --- durations and estimates ---------------------------------------------------------------------
@@ -203,8 +207,22 @@ class Progress:
             self.modules = ModuleDownloads(self.place.gomodcache)
         activity.listen(self._transfer)
         self._open()
+        self._say_notes()
         self._ticker = threading.Thread(target=self._tick, name="dock32-progress", daemon=True)
         self._ticker.start()
+
+    def _say_notes(self) -> None:
+        if self.place is None:
+            return
+        for note in self.place.notes:
+            self._note(note)
+        for warning in self.place.warnings:
+            sys.stderr.write(f"warning: {warning}\n")
+            sys.stderr.flush()
+
+    def _note(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def started(self, name: str) -> None:
         if kind_of(name) in UNCOUNTED:
@@ -316,6 +334,9 @@ class Quiet(Progress):
     def begin(self, names: Iterable[str]) -> None:
         with self.lock:
             self.names = [n for n in names if kind_of(n) not in UNCOUNTED]
+        if self.names and self.place is not None:
+            for warning in self.place.warnings:
+                sys.stderr.write(f"warning: {warning}\n")
 
     def _summary(self, failed: bool) -> None:
         pass
@@ -332,6 +353,9 @@ class Lines(Progress):
     def _line(self, text: str) -> None:
         self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
         self.stream.flush()
+
+    def _note(self, text: str) -> None:
+        self._line(text)
 
     def _open(self) -> None:
         seconds, learned = self.eta()
@@ -413,6 +437,9 @@ class Live(Progress):
         self.bar.n = self.done
         self.bar.set_description_str(self.text(max(columns - fixed - 1, 20)), refresh=False)
         self.bar.refresh()
+
+    def _note(self, text: str) -> None:
+        self.write_above(self.stream, text + "\n")
 
     def write_above(self, real: IO[str], text: str) -> None:
         with self.lock:

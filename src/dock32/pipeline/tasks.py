@@ -17,12 +17,14 @@ from doit.reporter import ConsoleReporter
 from doit.task import clean_targets
 from doit.tools import config_changed
 
+from dock32.core import memory as memory_fit
 from dock32.core import modes
 from dock32.core.errors import Dock32Error, Interrupted, ToolchainError, in_stage
+from dock32.core.memory import MemoryChoice
 from dock32.model.project import Project
 from dock32.model.settings import Settings
 from dock32.pipeline import cachedir, progress, workspace
-from dock32.pipeline.plan import PlannedTask, plan_build, remove_folders
+from dock32.pipeline.plan import PlannedTask, memory_kinds, plan_build, remove_folders
 from dock32.toolchains import doctor
 
 
@@ -94,9 +96,10 @@ GROUP_DOCS = {
 }
 
 
-def doit_tasks(project: Project) -> Iterator[dict[str, Any]]:
+def doit_tasks(project: Project, memory: MemoryChoice | None = None) -> Iterator[dict[str, Any]]:
+    """memory: the run's choice (the reporter's, reporter_for), whose Go settings the compiles get."""
     config, settings = project.config, project.settings
-    planned = plan_build(project)
+    planned = plan_build(project, memory)
     for basename in sorted({t.basename for t in planned if t.name}):
         yield {"basename": basename, "name": None, "doc": GROUP_DOCS.get(basename, "")}
     for task in planned:
@@ -144,8 +147,11 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
 
     failures: list[dict[str, Any]]
 
-    def __init__(self, outstream: Any, options: dict[str, Any], place: progress.RunPlace | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self, outstream: Any, options: dict[str, Any], place: progress.RunPlace | None = None, quiet: bool = False, memory: MemoryChoice | None = None
+    ) -> None:
         super().__init__(outstream, options)
+        self.memory = memory  # how many tasks at once and the compiles' Go settings, for doit_config and doit_tasks
         self.error: Dock32Error | None = None
         self.results: dict[str, dict[str, Any]] = {}
         self._started: dict[str, float] = {}
@@ -209,8 +215,16 @@ class Dock32Reporter(ConsoleReporter):  # type: ignore[misc]
 
 
 def workers() -> int:
-    """How many tasks run at once: independent ones (two Go builds, two packages) side by side."""
-    return min(2, os.cpu_count() or 1)
+    """How many tasks run at once where memory was not looked at (a doit run without dock32's reporter)."""
+    return min(memory_fit.MAX_JOBS, os.cpu_count() or 1)
+
+
+def memory_choice(project: Project) -> MemoryChoice:
+    """How many of project's tasks run at once and the compiles' Go settings, for this machine's memory now
+    (core.memory), or the user's DOCK32_JOBS / --jobs."""
+    machine = memory_fit.read_machine()
+    kinds = memory_kinds(project)
+    return memory_fit.choose(machine.available, machine.cgroup_limit, machine.swap_free, machine.cpus, kinds, bits=machine.bits, jobs=project.settings.jobs)
 
 
 def times_file(settings: Settings, target: str) -> Path:
@@ -222,14 +236,17 @@ def times_file(settings: Settings, target: str) -> Path:
 def reporter_for(project: Project, stream: Any, quiet: bool = False) -> Dock32Reporter:
     """The reporter of one run of project's tasks, showing its progress on stream."""
     settings, layout = project.settings, project.layout
+    choice = memory_choice(project)
     place = progress.RunPlace(
         history=times_file(settings, project.config.target),
         gomodcache=settings.gomodcache,
         artifacts=((layout.target_dir / "bin", "*"), (layout.dist_dir, "*.deb")),
         logs=layout.logs_dir,
-        workers=workers(),
+        workers=choice.jobs,
+        notes=(choice.line(),),
+        warnings=(choice.shortfall,) if choice.shortfall else (),
     )
-    return Dock32Reporter(stream, {}, place, quiet=quiet)
+    return Dock32Reporter(stream, {}, place, quiet=quiet, memory=choice)
 
 
 def doit_config(settings: Settings, target: str, reporter: Dock32Reporter | None = None) -> dict[str, Any]:
@@ -244,8 +261,8 @@ def doit_config(settings: Settings, target: str, reporter: Dock32Reporter | None
         "backend": "sqlite3",
         "reporter": reporter if reporter is not None else Dock32Reporter,
         "verbosity": 1,
-        # Threads, since the work is in subprocesses.
-        "num_process": workers(),
+        # Threads, since the work is in subprocesses; as many as the memory allows (core.memory).
+        "num_process": reporter.memory.jobs if reporter is not None and reporter.memory is not None else workers(),
         "par_type": "thread",
         # `doit clean` clears every build output; the download cache lives elsewhere and stays.
         "cleanall": True,
