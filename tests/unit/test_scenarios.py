@@ -53,7 +53,7 @@ NATIVE32_NAMES = [
     "registry round-trip on loopback",
     "docker compose up and down",
     "docker exec enters the container",
-    "rootless: dockerd-rootless.sh as an unprivileged user",
+    "rootless: an unprivileged user's own daemon",
     "rootless with RootlessKit's built-in network (gvisor-tap-vsock)",
     "amd64 image under the default seccomp profile",
     "amd64-only image pulled without --platform",

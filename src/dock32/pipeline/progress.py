@@ -334,6 +334,8 @@ class Quiet(Progress):
     def begin(self, names: Iterable[str]) -> None:
         with self.lock:
             self.names = [n for n in names if kind_of(n) not in UNCOUNTED]
+        # A listener that shows nothing: with none, a download would draw its own bar.
+        activity.listen(lambda label, done, total, finished: None)
         if self.names and self.place is not None:
             for warning in self.place.warnings:
                 sys.stderr.write(f"warning: {warning}\n")

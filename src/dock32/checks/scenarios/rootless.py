@@ -361,5 +361,5 @@ def rootless(context: Context, net: str | None) -> str:
     return f"{USER} (uid {user.uid}) through {how}, network {chosen}, {driver}: i386 container, 127.0.0.1:{PORT} published, image built{extra}"
 
 
-ROOTLESS = Scenario("rootless: dockerd-rootless.sh as an unprivileged user", functools.partial(rootless, net=None))
+ROOTLESS = Scenario("rootless: an unprivileged user's own daemon", functools.partial(rootless, net=None))
 ROOTLESS_BUILT_IN_NETWORK = Scenario(f"rootless with RootlessKit's built-in network ({BUILT_IN})", functools.partial(rootless, net=BUILT_IN))
