@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Checks .github/workflows (tests/e2e/test_workflow.py); built from the Go module proxy into the venv.
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: setup test-tools build verify verify-i386-kernel test test-all lint bench clean
+.PHONY: setup test-tools build verify verify-sysvinit verify-i386-kernel test test-all lint bench clean
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
@@ -32,11 +32,16 @@ test-tools: setup
 build: setup
 	"$(PYTHON)" -m doit build
 
-# Install the packages into a clean i386 Debian and run real containers (root).
+# Install the packages into a clean i386 Debian booted under systemd and run real containers (root).
 verify: setup
 	"$(PYTHON)" -m doit verify
 
-# The same on a real 32-bit kernel: Debian's 686-pae booted in QEMU (root; KVM where /dev/kvm works, else emulated).
+# The same under sysvinit (in make test-all).
+verify-sysvinit: setup
+	"$(PYTHON)" -m doit verify-sysvinit
+
+# The same on a real 32-bit kernel: Debian's 686-pae booted in QEMU (root; KVM where /dev/kvm works, else emulated;
+# in make test-all).
 verify-i386-kernel: setup
 	"$(PYTHON)" -m doit verify-i386-kernel
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,28 @@ def project(tmp_path: Path):  # type: ignore[no-untyped-def]
         return root
 
     return make
+
+
+# --- signals: a test that relies on one sets the disposition it needs --------------------------------
+# A suite started as a background job of a script, by a nohup-style launcher or by some CI runners inherits SIGINT
+# ignored: Python then installs no handler of its own (no KeyboardInterrupt, _thread.interrupt_main() does nothing),
+# and every process it starts keeps ignoring SIGINT too, since exec keeps an ignored signal ignored.
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C (SIGINT, or _thread.interrupt_main()) raises KeyboardInterrupt in this process, as on a terminal."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def default_signals() -> None:
+    """subprocess's preexec_fn for a child that a test stops with a signal: it starts with the default
+    dispositions, whatever the test run inherited."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)

@@ -17,8 +17,8 @@ from dock32.bump.command import command as bump_command
 from dock32.core.errors import ConfigError, Dock32Error, FetchError, PackageError, ToolchainError, stage
 from dock32.model.project import Project, load_project
 from dock32.packaging import publish
-from dock32.pipeline import report
-from dock32.pipeline.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail
+from dock32.pipeline import cachedir, report
+from dock32.pipeline.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail, reporter_for
 from dock32.toolchains.hostsetup import setup_host
 
 COMMANDS = {
@@ -34,6 +34,7 @@ COMMANDS = {
     "clean": ["clean"],
     "publish": [],
     "bump": [],
+    "cache": [],
 }
 
 
@@ -58,13 +59,13 @@ class _Loader(TaskLoader2):  # type: ignore[misc]
     def load_doit_config(self) -> dict[str, Any]:
         # doit takes a reporter instance as well as a class (cmd_run's _execute); ours, made by main(), is where it
         # reads the run's exit code and task times afterwards.
-        return {**doit_config(self._project.settings, self._project.config.target), "reporter": self._reporter}
+        return doit_config(self._project.settings, self._project.config.target, self._reporter)
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Any]:
         from doit.loader import generate_tasks
 
         # The same generator dodo.py's task_dock32 yields, handled the same way.
-        return list(generate_tasks("dock32", doit_tasks(self._project)))
+        return list(generate_tasks("dock32", doit_tasks(self._project, self._reporter.memory)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     # publish and bump have options of their own: their --help is theirs, not dock32's.
     if argv[:1] == ["publish"] and {"-h", "--help"} & set(argv):
         return publish_command(argv[1:])
+    if argv[:1] == ["cache"] and {"-h", "--help"} & set(argv):
+        return cache_command(None, argv[1:])
     if argv[:1] == ["bump"] and {"-h", "--help"} & set(argv):
         return bump_command(Path.cwd(), argv[1:])
     parser = argparse.ArgumentParser(prog="dock32", description="Build current Docker for 32-bit x86 from pinned upstream sources.")
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             "doctor: check this machine; list: show tasks; clean: remove build outputs; "
             "publish: merge targets' dist folders into one apt repository (`dock32 publish --help`); "
             "bump VERSION [--dry-run] [--force] [--engine-version TAG], or bump --check: move the pins to another Docker release, found through GOPROXY, "
-            "or list the newer releases the proxy can give"
+            "or list the newer releases the proxy can give; "
+            "cache: what the shared cache holds per kind, `cache prune [--dry-run]`: remove what the pins of every workspace no longer need"
         ),
     )
     parser.add_argument("--project", type=Path, help="the dock32 checkout (default: the folder holding buildcfg.yaml, searched upwards)")
@@ -95,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         help="verify-upgrade: the dist/<target> folder of an earlier release's build (also DOCK32_UPGRADE_FROM)",
     )
     parser.add_argument("--offline", action="store_true", help="use only the download cache; name what is missing")
+    parser.add_argument(
+        "--jobs", "-j", type=_jobs, metavar="N",
+        help="run N tasks at once, whatever the memory allows (default: chosen from MemAvailable and the cgroup limit; also DOCK32_JOBS)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--tests", action="store_true", help="setup: also install what only the tests use (toolchains/host.yaml test_apt)")
     parser.add_argument(
@@ -105,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         "--json", action="store_true",
         help="print one JSON document on stdout at the end (tasks, timings, binaries, packages, verify results, error); doit's own output goes to stderr",
     )
+    parser.add_argument(
+        "--quiet", "-q", action="store_true",
+        help="print errors only: no progress line, no per-task lines, no summary",
+    )
     parser.epilog = "Other arguments go to doit: `dock32 build compile:dockerd`, `dock32 list --all`."
     args, doit_args = parser.parse_known_args(argv)
     # dock32 reads the run's exit code and task times from its own reporter; another would leave them unknown.
@@ -114,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(ConfigError(f"{taken[0]}: dock32 reports a run itself", hint=hint))
     if args.debug:
         os.environ["DOCK32_DEBUG"] = "1"
+    if args.jobs is not None:
+        os.environ["DOCK32_JOBS"] = str(args.jobs)
     if args.upgrade_from is not None:
         os.environ["DOCK32_UPGRADE_FROM"] = str(args.upgrade_from.resolve())
     if args.command == "publish":
@@ -133,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                 return bump_command(project, doit_args, loaded.settings)
         except Dock32Error as exc:
             fail(exc)
+    if args.command == "cache":
+        try:
+            return cache_command(loaded, doit_args)
+        except Dock32Error as exc:
+            fail(exc)
     if args.command == "setup":
         try:
             with stage(ToolchainError):
@@ -144,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "build" and doit_args:
         doit_argv = ["run", *doit_args]
     try:
-        claim_workspace(loaded.settings, doit_argv)
+        claim_workspace(loaded, doit_argv)
     except Dock32Error as exc:
         if args.json:
             print(json.dumps(report.failure_report(args.command, exc), indent=2, sort_keys=True))
         fail(exc)
     # With --json, stdout is for the JSON document alone: the reporter writes to stderr, our tasks' prints follow.
-    reporter = Dock32Reporter(sys.stderr if args.json else sys.stdout, {})
+    reporter = reporter_for(loaded, sys.stderr if args.json else sys.stdout, quiet=args.quiet)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         code: int = DoitMain(_Loader(loaded, reporter)).run(doit_argv)
     if code != 0 and reporter.error is not None:
@@ -158,6 +177,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report.run_report(loaded, args.command, code, reporter.error_line, reporter.results), indent=2, sort_keys=True))
     return code
+
+
+def _jobs(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of tasks, 1 or more")
+    return int(value)
+
+
+def cache_command(project: Project | None, argv: list[str]) -> int:
+    """project: None only for --help, which exits before it is needed."""
+    parser = argparse.ArgumentParser(
+        prog="dock32 cache", description="Show what the shared cache holds per kind, or prune it to what the pins of every workspace need."
+    )
+    parser.add_argument("action", nargs="?", choices=["prune"], help="prune: remove what no workspace's pins need (Go modules, trees, old build cache entries)")
+    parser.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
+    args = parser.parse_args(argv)
+    assert project is not None
+    if args.action is None:
+        if args.dry_run:
+            raise ConfigError("--dry-run: only `dock32 cache prune` removes anything", hint="dock32 cache prune --dry-run")
+        lines = cachedir.listing(project.settings, cachedir.entries(project.settings))
+    else:
+        lines = cachedir.prune(project.settings, project, dry_run=args.dry_run)
+    print("\n".join(lines))
+    return 0
 
 
 def publish_command(argv: list[str]) -> int:

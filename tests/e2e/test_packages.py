@@ -24,7 +24,7 @@ from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS, dock32
 
 pytestmark = pytest.mark.e2e
 
-PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin")
+PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-ce-rootless-extras", "docker-buildx-plugin", "docker-compose-plugin")
 PACKAGES_YAML = {p.name: p for p in load_packages(ROOT / "packaging" / "packages.yaml", CONFIG)}
 
 
@@ -86,7 +86,7 @@ def test_control_fields_and_versions() -> None:
     # docker-ce-packaging's 29.x relations (deb/common/control), the containerd.io floor being the one built here.
     assert items(ce["Depends"]) == [f"containerd.io (>= {CONFIG.component('containerd').version.removeprefix('v')})", "docker-ce-cli", "iptables", "nftables"]
     assert ce["Pre-Depends"].startswith("init-system-helpers")
-    assert {"apparmor", "ca-certificates", "git", "pigz", "procps", "xz-utils"} <= set(items(ce["Recommends"]))
+    assert {"apparmor", "ca-certificates", "docker-ce-rootless-extras", "git", "pigz", "procps", "xz-utils"} <= set(items(ce["Recommends"]))
     assert items(ce["Conflicts"]) == ["docker.io"]
     cli = control("docker-ce-cli")
     assert cli["Version"] == f"5:{CONFIG.component('cli').version.removeprefix('v')}{suffix}"
@@ -100,6 +100,12 @@ def test_control_fields_and_versions() -> None:
     compose = control("docker-compose-plugin")
     assert compose["Version"] == f"{CONFIG.component('compose').version.removeprefix('v')}{suffix}"
     assert items(compose["Recommends"]) == ["docker-buildx-plugin (>= 0.17.0)"]
+    extras = control("docker-ce-rootless-extras")
+    assert (extras["Version"], extras["Source"]) == (ce["Version"], "docker-ce")
+    assert items(extras["Depends"]) == ["dbus-user-session", "iproute2", "procps", "uidmap"]
+    assert items(extras["Recommends"]) == ["slirp4netns (>= 0.4.0)"]
+    assert items(extras["Enhances"]) == ["docker-ce"]
+    assert extras["Conflicts"] == extras["Replaces"] == extras["Breaks"] == "rootlesskit"
     for name in PACKAGES:
         files = contents(name)
         size_kib = sum((m.size + 1023) // 1024 if m.isfile() else 1 for path, m in files.items() if path not in ("", "/"))
@@ -125,6 +131,14 @@ def test_file_layout_modes_and_owners() -> None:
     assert "ExecStart=/usr/bin/dockerd" in extract("docker-ce", "/lib/systemd/system/docker.service").decode()
     assert "/usr/libexec/docker/cli-plugins/docker-buildx" in contents("docker-buildx-plugin")
     assert "/usr/libexec/docker/cli-plugins/docker-compose" in contents("docker-compose-plugin")
+    # docker-ce-packaging's rules: rootlesskit (no rootlesskit-docker-proxy since Docker 28) and the engine's two scripts.
+    extras = contents("docker-ce-rootless-extras")
+    programs = {path: m.mode for path, m in extras.items() if path.startswith("/usr/bin/")}
+    assert programs == {"/usr/bin/rootlesskit": 0o755, "/usr/bin/dockerd-rootless.sh": 0o755, "/usr/bin/dockerd-rootless-setuptool.sh": 0o755}
+    engine_tree = SETTINGS.build_dir / CONFIG.target / "src" / "engine"
+    for script in ("dockerd-rootless.sh", "dockerd-rootless-setuptool.sh"):
+        assert extract("docker-ce-rootless-extras", f"/usr/bin/{script}") == (engine_tree / "contrib" / script).read_bytes(), script
+    assert extract("docker-ce-rootless-extras", "/usr/bin/rootlesskit") == (BIN / "rootlesskit").read_bytes()
     for name in PACKAGES:
         assert f"/usr/share/doc/{name}/changelog.Debian.gz" in contents(name)
 

@@ -60,6 +60,10 @@ def test_the_shipped_patches_bring_go_tests() -> None:
     assert ("daemon/seccomp_linux_test.go", ("TestDefaultSeccompProfileCoversAmd64On386",)) in every
     assert any(path == "daemon/internal/distribution/platform_fallback_linux_test.go" for path, _ in every)
     assert any(path.endswith("ishidawataru/sctp/sockopt_linux_386_test.go") and len(names) == 3 for path, names in every)
+    linux32 = dict(every)
+    assert len(linux32["daemon/internal/linux32/linux32_linux_test.go"]) == 3
+    assert linux32["daemon/internal/builder-next/executor_linux32_linux_test.go"] == ("TestLinux32ExecutorGivesLinux386StepsLinux32OnAnX86_64Kernel",)
+    assert len(linux32["daemon/command/personality_linux32_linux_test.go"]) == 3
 
 
 @pytest.mark.parametrize(("component_name", "path", "names"), TESTS, ids=[f"{c}:{p}" for c, p, _ in TESTS])

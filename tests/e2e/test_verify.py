@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dock32.checks import verify as verify_module
+from dock32.checks.scenarios import rootless
 from dock32.checks.scenarios.booted import InitSystem
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.machine import kernel_has_sctp
@@ -60,6 +61,12 @@ def leftovers(marker: str) -> list[str]:
     return found
 
 
+def userns_forbidden() -> bool:
+    """This kernel forbids unprivileged user namespaces, by one of the switches the rootless scenarios read."""
+    switches = {path: Path(path).read_text() for path, _, _ in rootless.USERNS_SWITCHES if Path(path).exists()}
+    return any(switches.get(path, "").strip() == forbidding for path, forbidding, _ in rootless.USERNS_SWITCHES)
+
+
 def expected_statuses(report: dict[str, Any], under: str) -> dict[str, str]:
     """What each scenario of the report should have done on this machine under init system `under`."""
     statuses = {s["name"]: s["status"] for s in report["scenarios"]}
@@ -77,6 +84,9 @@ def expected_statuses(report: dict[str, Any], under: str) -> dict[str, str]:
         # taken to run no x86_64 program: both amd64 scenarios say so and skip.
         expected["amd64 image under the default seccomp profile"] = "skipped"
         expected["amd64-only image pulled without --platform"] = "skipped"
+    if userns_forbidden():
+        # A kernel that gives no unprivileged user namespaces: both rootless scenarios say so and skip.
+        expected[rootless.ROOTLESS.name] = expected[rootless.ROOTLESS_BUILT_IN_NETWORK.name] = "skipped"
     return expected
 
 
@@ -161,4 +171,29 @@ def test_a_killed_verify_leaves_no_process_and_no_mount(release_build: Path) -> 
     deadline = time.monotonic() + 30
     while leftovers(str(release_build / "verify.")) and time.monotonic() < deadline:
         time.sleep(1)  # the kernel tears the namespaces down as their last processes go
+    assert leftovers(str(release_build / "verify.")) == []
+
+
+def test_a_rootless_daemon_dies_with_the_sandbox_when_its_scenario_blows_up(release_build: Path) -> None:
+    """dockerd-rootless.sh runs in the machine's PID namespace: rootlesskit, slirp4netns, the user's dockerd and
+    containerd and its container all go when a scenario crashes with them running."""
+    if userns_forbidden():
+        pytest.skip("this kernel gives no unprivileged user namespaces")
+    project = load_project(ROOT)
+    seen: dict[str, object] = {}
+
+    def boom(context: Context) -> str:
+        user, _ = rootless.prepare(context)
+        daemon = rootless.RootlessDaemon(context.sandbox, user, ())
+        daemon.start()
+        context.sandbox.write_file("/srv/crash.tar", busybox_rootfs(context.sandbox.read_file("/bin/busybox")))
+        daemon.docker("import", "/srv/crash.tar", "dock32/crash")
+        daemon.docker("run", "-d", "dock32/crash", "/bin/sleep", "301")
+        seen["running"] = leftovers(str(release_build / "verify."))
+        raise RuntimeError("scenario crashed with a rootless daemon up")
+
+    with pytest.raises(RuntimeError, match="rootless daemon up"):
+        verify_module.verify(project.config, project.packages, project.settings, project.layout, scenarios=(Scenario("crash", boom),))
+    running = "\n".join(seen["running"])  # type: ignore[arg-type]
+    assert all(name in running for name in ("rootlesskit", "slirp4netns", "dockerd", "sleep 301")), running
     assert leftovers(str(release_build / "verify.")) == []

@@ -2,14 +2,17 @@
 
 A tiny local runner plays GitHub's part: `run:` steps go to bash in the checkout with the job's and step's
 environment and the first matrix entry; the actions it uses are emulated for what this workflow needs
-(checkout and cache: nothing to do here; upload/download-artifact: a local artifacts folder). The jobs run
-in a Debian 12 container as root, which is what this machine is. A stand-in gh on PATH records the release
-upload instead of making it.
+(checkout: nothing to do here; cache restore and save: their keys are worked out, hashFiles included, and
+nothing is moved, since the cache is this machine's; upload/download-artifact: a local artifacts folder). The
+cache trim step runs with --dry-run: this machine's cache is shared with other checkouts. Step `if:`s are not
+evaluated (the steps that have one are emulated actions). The jobs run in a Debian 12 container as root, which
+is what this machine is. A stand-in gh on PATH records the release upload instead of making it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -25,6 +28,7 @@ from dock32.checks.rootfs import ensure_root, overlay
 from dock32.core.arch import Arch, build_machine_arch
 from dock32.model.config import load_config, load_packages
 from dock32.model.layout import Layout
+from dock32.model.settings import settings_from_env
 from dock32.packaging.debs import build_deb, write_repository
 
 from .conftest import CONFIG, DIST, ROOT, SETTINGS
@@ -32,14 +36,32 @@ from .conftest import CONFIG, DIST, ROOT, SETTINGS
 pytestmark = pytest.mark.e2e
 
 WORKFLOW = ROOT / ".github" / "workflows" / "build.yml"
-EMULATED_ACTIONS = {"actions/checkout", "actions/cache", "actions/upload-artifact", "actions/download-artifact"}
+EMULATED_ACTIONS = {"actions/checkout", "actions/cache/restore", "actions/cache/save", "actions/upload-artifact", "actions/download-artifact"}
+TRIM_STEP = "trim-caches"  # its run: is `dock32 cache prune`; here with --dry-run
 
 
-def expand(text: str, context: dict[str, str]) -> str:
-    """${{ name }} expressions of the workflow, from context (matrix.*, secrets.*, github.*)."""
+def hash_files(workdir: Path, patterns: list[str]) -> str:
+    """A stand-in for GitHub's hashFiles(): one digest of the files the patterns match. A pattern that matches no
+    file fails, since GitHub would then hash nothing and the key would not follow that file."""
+    digest = hashlib.sha256()
+    for pattern in patterns:
+        # A trailing ** matches files at any depth there, as in GitHub's globs (Python's matches folders only).
+        found = sorted(p for p in workdir.glob(pattern + "/*" if pattern.endswith("**") else pattern) if p.is_file())
+        assert found, f"hashFiles: {pattern!r} matches no file in {workdir}"
+        for path in found:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def expand(text: str, context: dict[str, str], workdir: Path | None = None) -> str:
+    """${{ name }} expressions of the workflow, from context (matrix.*, secrets.*, github.*, steps.*), and
+    hashFiles(...) over workdir."""
 
     def value(match: re.Match[str]) -> str:
         key = match.group(1).strip()
+        call = re.fullmatch(r"hashFiles\((.*)\)", key)
+        if call and workdir is not None:
+            return hash_files(workdir, re.findall(r"'([^']*)'", call.group(1)))
         if key not in context:
             raise AssertionError(f"the local runner has no value for ${{{{ {key} }}}}")
         return context[key]
@@ -49,15 +71,25 @@ def expand(text: str, context: dict[str, str]) -> str:
 
 def run_job(job: dict[str, Any], context: dict[str, str], workdir: Path, artifacts: Path, tools: Path, env: dict[str, str]) -> None:
     job_env = {k: expand(str(v), context) for k, v in (job.get("env") or {}).items()}
+    context = dict(context)
     for step in job["steps"]:
         if "uses" in step:
             action = step["uses"].split("@")[0]
             assert action in EMULATED_ACTIONS, f"the local runner cannot play {step['uses']}"
-            if action in ("actions/checkout", "actions/cache"):
-                continue  # the checkout is here; the cache is this machine's
-            inputs = {k: expand(str(v), context) for k, v in (step.get("with") or {}).items()}
-            if action == "actions/upload-artifact":
-                shutil.copytree(workdir / inputs["path"], artifacts / inputs["name"])
+            if action == "actions/checkout":
+                continue  # the checkout is here
+            inputs = {k: expand(str(v), context, workdir) for k, v in (step.get("with") or {}).items()}
+            if action == "actions/cache/restore":
+                # The cache is this machine's, all of it: a hit, with the key the step would have looked up.
+                context[f"steps.{step['id']}.outputs.cache-primary-key"] = inputs["key"]
+                context[f"steps.{step['id']}.outputs.cache-hit"] = "true"
+            elif action == "actions/upload-artifact":
+                if any(c in inputs["path"] for c in "*?["):
+                    (artifacts / inputs["name"]).mkdir()
+                    for found in sorted(workdir.glob(inputs["path"])):
+                        shutil.copy2(found, artifacts / inputs["name"] / found.name)
+                else:
+                    shutil.copytree(workdir / inputs["path"], artifacts / inputs["name"])
             elif action == "actions/download-artifact":
                 pattern = inputs.get("pattern", "*")
                 for found in sorted(artifacts.glob(pattern)):
@@ -65,6 +97,9 @@ def run_job(job: dict[str, Any], context: dict[str, str], workdir: Path, artifac
             continue
         step_env = {k: expand(str(v), context) for k, v in (step.get("env") or {}).items()}
         script = expand(step["run"], context)
+        if step.get("id") == TRIM_STEP:
+            assert script.strip() == ".venv/bin/dock32 cache prune", script
+            script += " --dry-run"
         result = subprocess.run(
             ["bash", "-e", "-c", script], cwd=workdir, capture_output=True, text=True, check=False,
             env={**os.environ, **env, **job_env, **step_env, "PATH": f"{tools}:{os.environ['PATH']}"},
@@ -121,6 +156,54 @@ def test_actionlint_accepts_every_workflow() -> None:
     assert shutil.which("shellcheck"), "shellcheck is missing: `make setup` installs it (actionlint checks the run: scripts with it)"
     result = subprocess.run([actionlint, *sorted((ROOT / ".github" / "workflows").glob("*.yml"))], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def cache_steps(steps: list[dict[str, Any]], action: str) -> dict[str, dict[str, Any]]:
+    return {s.get("id") or s["with"]["key"]: s for s in steps if s.get("uses", "").split("@")[0] == action}
+
+
+def test_the_caches_split_the_dock32_cache_by_kind_and_share_what_targets_share() -> None:
+    """One cache of downloads and module zips for all targets (saved by one job), a Go build cache per target
+    (trimmed before it is saved), a Debian root per distribution; never the whole cache, nor extracted modules."""
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    steps = jobs["build"]["steps"]
+    restores, saves = cache_steps(steps, "actions/cache/restore"), cache_steps(steps, "actions/cache/save")
+    assert set(restores) == {"modules", "gobuild", "root"}, restores
+    cache = settings_from_env(ROOT, {"DOCK32_CACHE_DIR": "/cache"}).cache_dir
+
+    def kinds(step: dict[str, Any], context: dict[str, str]) -> set[Path]:
+        paths = {line.strip() for line in expand(step["with"]["path"], context).splitlines() if line.strip()}
+        assert all(p.startswith("~/.cache/dock32/") for p in paths), paths
+        return {cache / p.removeprefix("~/.cache/dock32/") for p in paths}
+
+    keys: dict[str, set[str]] = {name: set() for name in restores}
+    for entry in jobs["build"]["strategy"]["matrix"]["include"]:
+        context = {f"matrix.{k}": str(v) for k, v in entry.items()}
+        config = load_config(ROOT / "buildcfg.yaml", tuple(entry["set"].split()))
+        settings = settings_from_env(ROOT, {"DOCK32_CACHE_DIR": "/cache"})
+        assert config.target == entry["target"]
+        distro = config.packaging.distro
+        assert entry["distro"] == f"{distro.vendor}-{distro.version_id}", f"{entry['target']}: matrix distro is not its packaging.distro"
+        assert kinds(restores["modules"], context) == {settings.downloads_dir, settings.trees_dir, settings.gomodcache / "cache" / "download"}
+        assert kinds(restores["gobuild"], context) == {settings.gocache}
+        assert kinds(restores["root"], context) == {cache / "roots" / f"{distro.vendor}-{distro.version_id}-{config.deb_arch.names.debian}"}
+        for name, step in restores.items():
+            keys[name].add(expand(step["with"]["key"], context, ROOT))
+    targets = {e["target"] for e in jobs["build"]["strategy"]["matrix"]["include"]}
+    distros = {e["distro"] for e in jobs["build"]["strategy"]["matrix"]["include"]}
+    assert len(keys["modules"]) == 1, "every target must share the one modules cache"
+    assert len(keys["gobuild"]) == len(targets) and len(keys["root"]) == len(distros), keys
+    # Each save writes what its restore read, under the key it looked up.
+    assert len(saves) == len(restores)
+    by_key = {s["with"]["key"]: s for s in saves.values()}
+    for name, restore in restores.items():
+        save = by_key[f"${{{{ steps.{name}.outputs.cache-primary-key }}}}"]
+        assert save["with"]["path"] == restore["with"]["path"]
+        assert f"steps.{name}.outputs.cache-hit != 'true'" in save["if"], save["if"]
+    assert "strategy.job-index == 0" in by_key["${{ steps.modules.outputs.cache-primary-key }}"]["if"], "one job saves the modules"
+    # The trim runs after the build and before the saves of what it trims.
+    order = [s.get("id") or s.get("name") for s in steps]
+    assert order.index("Build") < order.index(TRIM_STEP) < min(order.index(s.get("id") or s.get("name")) for s in saves.values())
 
 
 def test_the_build_and_publish_jobs_run_here_on_one_target(release_build: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -231,9 +232,13 @@ def is_elf_i386(path: Path) -> bool:
     return header[:4] == b"\x7fELF" and header[4] == 1 and int.from_bytes(header[18:20], "little") == 3  # ELFCLASS32, EM_386
 
 
+# Not on a terminal, dock32 prints `HH:MM:SS start <task>` when a task starts (progress.Lines); up-to-date tasks never start.
+STARTED = re.compile(r"^\d\d:\d\d:\d\d start (\S+)$", re.MULTILINE)
+
+
 def ran_tasks(stdout: str) -> list[str]:
-    """doit prints '.  task' for a task it ran and '-- task' for one that was up to date."""
-    return sorted(line[3:].strip() for line in stdout.splitlines() if line.startswith(".  "))
+    """The tasks a run started, from its timestamped lines."""
+    return sorted(STARTED.findall(stdout))
 
 
 @pytest.fixture

@@ -436,6 +436,7 @@ def test_a_content_length_ending_at_a_member_boundary_is_caught_by_the_tree_hash
 # --- the user ---------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_mid_body_leaves_no_partial_download(tmp_path: Path, faults: FaultServer, tarball: tuple[str, str, int]) -> None:
     name, tree, _ = tarball
     local = settings(tmp_path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import default_signals
 from .conftest import run_dock32
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,8 @@ def start_build(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "dock32.cli", "build", "--project", str(root)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+        # The tests stop it with SIGINT and SIGTERM: it must not inherit them ignored from how pytest was started.
+        preexec_fn=default_signals,
     )
 
 

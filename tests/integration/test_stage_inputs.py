@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from debian.debfile import DebFile
 
-from .conftest import run_dock32
+from .conftest import ran_tasks, run_dock32
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,8 @@ def changelog(deb: Path) -> str:
 
 
 def ran(stdout: str) -> set[str]:
-    """The tasks doit ran (`.  name`), not those it found up to date (`-- name`)."""
-    return {line[3:].strip() for line in stdout.splitlines() if line.startswith(".  ")}
+    """The tasks the run started, not those it found up to date."""
+    return set(ran_tasks(stdout))
 
 
 def test_a_new_release_version_alone_repacks_every_package_and_relinks_nothing(packaged) -> None:  # type: ignore[no-untyped-def]

@@ -25,11 +25,11 @@ from dock32.bump.enginetags import (
     parse_versions_file,
     span,
 )
-from dock32.bump.rules import refusal
+from dock32.bump.rules import RULES, refusal
 from dock32.bump.upstreamfiles import dockerfile_args, installer_defaults, upstream_arg
 from dock32.bump.versions import commit_for, module_path, module_version, names_module, newest_before, rewrite_module_path
 from dock32.core.errors import ConfigError, FetchError
-from dock32.model.config import ArchiveSource, Component, GoModuleSource
+from dock32.model.config import ArchiveSource, Component, GoModuleSource, load_config
 from dock32.model.yamledit import Change, append_go_pin, apply_changes, borrowed, comment_lines_naming, written_once
 from dock32.sources.gocmd import tidy_error
 
@@ -39,6 +39,15 @@ def test_known_broken_versions_are_refused_with_a_reason(version: str) -> None:
     reason = refusal(version)
     assert reason is not None and reason.startswith("refused: ")
     assert ("known broken on 386 (" in reason) or ("listed as broken on 386 in dock32's bump table" in reason)
+
+
+def test_every_shipped_component_has_a_rule_and_rootlesskit_follows_mobys_arg() -> None:
+    """bump moves every pin the shipped config has: none is left out as one "bump does not know where its version
+    comes from". rootlesskit (docker-ce-rootless-extras) moves with moby's ROOTLESSKIT_VERSION, as containerd, runc and
+    tini move with theirs."""
+    config = load_config(Path(__file__).resolve().parents[2] / "buildcfg.yaml")
+    assert [c.name for c in config.components if c.name not in RULES] == []
+    assert RULES["rootlesskit"] == "ROOTLESSKIT_VERSION"
 
 
 def test_other_versions_pass() -> None:

@@ -55,7 +55,7 @@ def test_the_shipped_config_loads_with_every_component_and_binary() -> None:
     names = {b.name for c in config.components for b in c.binaries}
     assert names == {
         "docker", "dockerd", "docker-proxy", "containerd", "containerd-shim-runc-v2",
-        "ctr", "runc", "docker-init", "docker-buildx", "docker-compose",
+        "ctr", "runc", "docker-init", "rootlesskit", "docker-buildx", "docker-compose",
     }
     assert config.flavour == Flavour("native32", "sse2")
     assert config.target == "native32-i386"
@@ -67,7 +67,7 @@ def test_the_shipped_config_loads_with_every_component_and_binary() -> None:
     modfiles = {c.source.modfile for c in config.components if isinstance(c.source, GoModuleSource)}
     assert "vendor.mod" in modfiles and modfiles <= {None, "vendor.mod"}
     engine = config.component("engine")
-    assert isinstance(engine.source, GoModuleSource) and engine.source.patch_modules == ("github.com/ishidawataru/sctp",)
+    assert isinstance(engine.source, GoModuleSource) and engine.source.patch_modules == ("github.com/ishidawataru/sctp", "github.com/moby/buildkit")
     # YAML merge keys: the shim inherits containerd's tags and ldflags but keeps its own package.
     shim = next(b for b in config.component("containerd").binaries if b.name == "containerd-shim-runc-v2")
     assert isinstance(shim, GoBinary)

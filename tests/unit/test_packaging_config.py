@@ -30,7 +30,7 @@ def shipped_packages(config: BuildConfig = CONFIG) -> dict[str, DebPackage]:
 
 def test_shipped_packages_load_with_docker_names() -> None:
     packages = shipped_packages()
-    assert set(packages) == {"docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"}
+    assert set(packages) == {"docker-ce", "docker-ce-cli", "containerd.io", "docker-ce-rootless-extras", "docker-buildx-plugin", "docker-compose-plugin"}
     packaged = {f.binary for p in packages.values() for f in p.files if f.binary}
     assert packaged == {b.name for c in CONFIG.components for b in c.binaries}, "every binary is in exactly one package"
     ce = packages["docker-ce"]
@@ -41,6 +41,8 @@ def test_shipped_packages_load_with_docker_names() -> None:
     assert package_version(packages["containerd.io"], CONFIG, CONFIG.packaging) == f"{upstream('containerd')}-1~debian.12~bookworm"
     assert package_version(packages["docker-buildx-plugin"], CONFIG, CONFIG.packaging) == f"{upstream('buildx')}-1~debian.12~bookworm"
     assert package_version(packages["docker-compose-plugin"], CONFIG, CONFIG.packaging) == f"{upstream('compose')}-1~debian.12~bookworm"
+    # docker-ce-packaging's dh_gencontrol --remaining-packages: the source's version, docker-ce's.
+    assert package_version(packages["docker-ce-rootless-extras"], CONFIG, CONFIG.packaging) == f"5:{engine}-1~debian.12~bookworm"
 
 
 def test_versions_are_templates_of_the_config() -> None:
@@ -56,13 +58,13 @@ def relations(package: DebPackage) -> dict[str, list[str]]:
 
 def test_relations_are_docker_ce_packagings_for_29() -> None:
     """As deb/common/control of docker-ce-packaging has them for 29.x, less what this project cannot carry: the
-    rootless-extras and model plugin packages it does not build."""
+    model plugin package it does not build."""
     packages = shipped_packages()
     ce = relations(packages["docker-ce"])
     assert ce["Pre-Depends"] == ["init-system-helpers (>= 1.54~)"]
     # containerd.io: at least the one built beside dockerd, which is also at least Docker's floor (2.1.5).
     assert ce["Depends"] == [f"containerd.io (>= {upstream('containerd')})", "docker-ce-cli", "iptables", "nftables"]
-    assert ce["Recommends"] == ["apparmor", "ca-certificates", "git", "pigz", "procps", "xz-utils"]
+    assert ce["Recommends"] == ["apparmor", "ca-certificates", "docker-ce-rootless-extras", "git", "pigz", "procps", "xz-utils"]
     assert ce["Suggests"] == ["cgroupfs-mount | cgroup-lite"]
     assert ce["Conflicts"] == ["docker.io"]
     assert ce["Replaces"] == ["docker-ce-cli (<< 5:28.0.0)"]
@@ -77,7 +79,35 @@ def test_relations_are_docker_ce_packagings_for_29() -> None:
     ctd = relations(packages["containerd.io"])
     assert ctd == {"Provides": ["containerd", "runc"], "Conflicts": ["containerd", "runc"], "Replaces": ["containerd", "runc"]}
     named = {re.split(r"[ (]", item)[0] for p in packages.values() for items in relations(p).values() for item in items}
-    assert not named & {"docker-ce-rootless-extras", "docker-model-plugin", "docker-engine", "docker"}, named
+    assert not named & {"docker-model-plugin", "docker-engine", "docker"}, named
+
+
+def test_rootless_extras_relations_are_docker_ce_packagings_and_what_its_programs_run() -> None:
+    """docker-ce-packaging's 29.x stanza (Depends dbus-user-session; Enhances docker-ce; Conflicts, Replaces and Breaks
+    Debian's rootlesskit), with the packages of the programs that rootlesskit and dockerd-rootless.sh run on every start
+    (newuidmap, ip, sysctl), and slirp4netns, the network driver the script prefers, as Debian's rootlesskit recommends."""
+    extras = relations(shipped_packages()["docker-ce-rootless-extras"])
+    assert extras == {
+        "Depends": ["dbus-user-session", "iproute2", "procps", "uidmap"],
+        "Recommends": ["slirp4netns (>= 0.4.0)"],
+        "Enhances": ["docker-ce"],
+        "Conflicts": ["rootlesskit"],
+        "Replaces": ["rootlesskit"],
+        "Breaks": ["rootlesskit"],
+    }
+
+
+def test_rootless_extras_carries_rootlesskit_and_the_engines_two_scripts() -> None:
+    """As docker-ce-packaging's rules install them: rootlesskit alone of RootlessKit's programs (no
+    rootlesskit-docker-proxy, which only Docker before 28 used), and contrib/'s scripts from the engine's own tree."""
+    extras = shipped_packages()["docker-ce-rootless-extras"]
+    files = {f.to: f for f in extras.files}
+    assert set(files) == {"/usr/bin/rootlesskit", "/usr/bin/dockerd-rootless.sh", "/usr/bin/dockerd-rootless-setuptool.sh"}
+    assert files["/usr/bin/rootlesskit"].binary == "rootlesskit"
+    for script in ("dockerd-rootless.sh", "dockerd-rootless-setuptool.sh"):
+        assert (files[f"/usr/bin/{script}"].source, files[f"/usr/bin/{script}"].mode) == (("engine", f"contrib/{script}"), 0o755)
+    assert [b.name for b in CONFIG.component("rootlesskit").binaries] == ["rootlesskit"]
+    assert (extras.source, extras.license_from) == ("docker-ce", "rootlesskit")
 
 
 def test_containerd_io_carries_containerd_2s_programs_and_runc() -> None:

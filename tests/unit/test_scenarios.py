@@ -54,8 +54,15 @@ NATIVE32_NAMES = [
     "registry round-trip on loopback",
     "docker compose up and down",
     "docker exec enters the container",
+    "rootless: an unprivileged user's own daemon",
+    "rootless with RootlessKit's built-in network (gvisor-tap-vsock)",
     "amd64 image under the default seccomp profile",
     "amd64-only image pulled without --platform",
+    "uname -m in an i386 container says i686",
+    "uname -m in a RUN step of an i386 build says i686",
+    "uname -m in docker exec into an i386 container says i686",
+    "uname -m in an amd64 container still says x86_64",
+    'systemd: daemon.json "personality-linux32": false gives x86_64 back',
     UPGRADE_THEN_PURGE,
 ]
 SYSTEMD_ONLY = {name: "systemd is not PID 1 here" for name in NATIVE32_NAMES if name.startswith("systemd: ")}
@@ -111,6 +118,11 @@ def test_an_i386_machine_skips_both_amd64_scenarios_with_their_reasons() -> None
         **SYSVINIT_ONLY,
         "amd64 image under the default seccomp profile": "this build machine is not amd64, so it has no amd64 busybox at hand",
         "amd64-only image pulled without --platform": "this kernel does not run x86_64 programs",
+        "uname -m in an i386 container says i686": "this kernel does not run x86_64 programs",
+        "uname -m in a RUN step of an i386 build says i686": "this kernel does not run x86_64 programs",
+        "uname -m in docker exec into an i386 container says i686": "this kernel does not run x86_64 programs",
+        "uname -m in an amd64 container still says x86_64": "this build machine is not amd64, so it has no amd64 busybox at hand",
+        'systemd: daemon.json "personality-linux32": false gives x86_64 back': "this kernel does not run x86_64 programs",
     }
 
 
@@ -155,7 +167,7 @@ class RecordedSandbox(Sandbox):
         super().__init__(folder, folder, folder / "verify.log")
         self.answers = answers
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
         code, stdout = self.answers.get(tuple(argv), (127, ""))
         return subprocess.CompletedProcess(argv, code, stdout, "" if code == 0 else f"{argv[0]}: failed\n")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dock32.core import atomic, diskspace, modes
 from dock32.core.errors import BuildError, FetchError, ToolchainError
+from dock32.core.memory import MemoryChoice
 from dock32.core.run import run
 from dock32.model.config import ArchiveSource, CMakeBinary, Component, GoBinary, GoModuleSource
 from dock32.model.flavour import Flavour
@@ -156,7 +157,8 @@ def go_build_argv(component: Component, binary: GoBinary, release_date: datetime
     return argv
 
 
-def compile_binary(inputs: CompileInput, settings: Settings) -> None:
+def compile_binary(inputs: CompileInput, settings: Settings, memory: MemoryChoice | None = None) -> None:
+    """memory: the run's choice of go -p, GOGC and GOMEMLIMIT (core.memory); None leaves Go's defaults."""
     component, binary = inputs.component, inputs.binary
     toolchain = ResolvedToolchain.from_file(inputs.toolchain)
     tree = inputs.tree
@@ -171,6 +173,8 @@ def compile_binary(inputs: CompileInput, settings: Settings) -> None:
     try:
         if isinstance(binary, GoBinary):
             env = go_build_env(component, inputs.flavour, inputs.release_date, toolchain, settings)
+            if memory is not None:
+                env = memory.go_env(env)
             run(go_build_argv(component, binary, inputs.release_date, toolchain.go, partial), env=env, cwd=tree, log=log, what=f"compile {binary.name}")
         else:
             _cmake_build(inputs, binary, toolchain, partial)

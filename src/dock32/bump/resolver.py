@@ -218,7 +218,7 @@ class Resolver:
             bump.texts[go_yaml] = append_go_pin(self._text(go_yaml), new, sums)
 
     def _unpinned(self, bump: Bump, tree: Path) -> None:
-        """The versions moby pins for components the config does not build (rootlesskit): said, not added."""
+        """The versions moby pins for components the config does not build: said, not added."""
         have = {component.name for component in self.config.components}
         for name, rule in RULES.items():
             if name in have or rule in (RELEASE, PLUGIN):

@@ -25,8 +25,9 @@ from dock32.model.layout import Layout
 from dock32.model.settings import Settings
 
 # What the scenarios use besides the packages: busybox-static makes the test images; docker-registry is the
-# registry of the round-trip.
-SCENARIO_PACKAGES = ("busybox-static", "docker-registry")
+# registry of the round-trip; slirp4netns is docker-ce-rootless-extras' Recommends, the network driver that the
+# rootless scenario's daemon uses.
+SCENARIO_PACKAGES = ("busybox-static", "docker-registry", "slirp4netns")
 
 
 def prepared_layers(

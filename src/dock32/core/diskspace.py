@@ -40,3 +40,12 @@ def require(folder: Path, need: int, what: str) -> None:
 
 def _size(count: int) -> str:
     return f"{count / (1 << 30):.1f} GiB" if count >= 1 << 30 else f"{count / MiB:.0f} MiB"
+
+
+def human_size(count: int) -> str:
+    """A size as people read it: 812 B, 4.2 KiB, 33 MiB, 1.5 GiB (binary units, as du -h and dpkg use)."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{count} B"

@@ -49,8 +49,12 @@ class Layout:
     def manifest(self) -> Path:
         return self.target_dir / "manifest.json"
 
+    @property
+    def logs_dir(self) -> Path:
+        return self.build_dir / "logs" / self.target
+
     def log(self, task: str) -> Path:
-        return self.build_dir / "logs" / self.target / f"{task}.log"
+        return self.logs_dir / f"{task}.log"
 
     def patch_dir(self, component: str) -> Path:
         return self.project_dir / "patches" / component

@@ -22,6 +22,8 @@ class Settings:
     overrides: tuple[str, ...] = ()
     # DOCK32_UPGRADE_FROM: an earlier release's dist/<target> folder, for `verify-upgrade`
     upgrade_from: Path | None = None
+    # DOCK32_JOBS (`--jobs N`): how many tasks run at once, over what the memory would allow (core.memory)
+    jobs: int | None = None
 
     @property
     def downloads_dir(self) -> Path:
@@ -52,6 +54,14 @@ def _truthy(name: str, value: str) -> bool:
     raise ConfigError(f"environment: {name}={value!r}: expected 1 or 0")
 
 
+def _jobs(value: str) -> int | None:
+    if value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"environment: DOCK32_JOBS={value!r}: expected a number of tasks, 1 or more", hint="unset it to let dock32 choose from the memory")
+    return int(value)
+
+
 def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offline: bool | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     xdg = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -70,4 +80,5 @@ def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offl
         debian_mirror=mirror.rstrip("/") if mirror else None,
         overrides=tuple(env.get("DOCK32_SET", "").split()),
         upgrade_from=Path(env["DOCK32_UPGRADE_FROM"]).resolve() if env.get("DOCK32_UPGRADE_FROM") else None,
+        jobs=_jobs(env.get("DOCK32_JOBS", "").strip()),
     )

@@ -15,7 +15,9 @@ from typing import Any
 from dock32.build import steps
 from dock32.checks import upgrade, upstream, verify_kernel
 from dock32.checks import verify as verify_module
+from dock32.core import memory as memory_kind
 from dock32.core.errors import BuildError, Dock32Error, FetchError, PackageError, PatchError, ToolchainError, VerifyError
+from dock32.core.memory import MemoryChoice
 from dock32.model.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource
 from dock32.model.layout import Layout
 from dock32.model.project import Project
@@ -58,9 +60,11 @@ class PlannedTask:
         return f"{self.basename}:{self.name}" if self.name else self.basename
 
 
-def plan_build(project: Project) -> list[PlannedTask]:
+def plan_build(project: Project, memory: MemoryChoice | None = None) -> list[PlannedTask]:
     """The whole chain: toolchain, fetch, source, compile, manifest and, when packages are defined, package and
-    repository; then the checks that are run only when asked for (verify, test-upstream)."""
+    repository; then the checks that are run only when asked for (verify, test-upstream). memory: the run's go -p,
+    GOGC and GOMEMLIMIT for the compiles (none: Go's defaults), given to their actions and not to their inputs,
+    since they change no output and must not make a rebuild."""
     config, toolchains, settings, layout = project.config, project.toolchains, project.settings, project.layout
     packages, upstream_suites = project.packages, project.upstream_suites
     toolchain = ToolchainInput(
@@ -82,7 +86,7 @@ def plan_build(project: Project) -> list[PlannedTask]:
     ]
     compile_targets: list[Path] = []
     for component in config.components:
-        tasks += _component_tasks(config, component, settings, layout)
+        tasks += _component_tasks(config, component, settings, layout, memory)
         compile_targets += [layout.binary(b.name) for b in component.binaries]
     manifest = ManifestInput(
         release=config.release,
@@ -252,7 +256,7 @@ def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settin
     return tasks
 
 
-def _component_tasks(config: BuildConfig, component: Component, settings: Settings, layout: Layout) -> list[PlannedTask]:
+def _component_tasks(config: BuildConfig, component: Component, settings: Settings, layout: Layout, memory: MemoryChoice | None) -> list[PlannedTask]:
     go_source = isinstance(component.source, GoModuleSource)
     fetch = FetchInput(name=component.name, source=component.source, output=layout.source_record(component.name), toolchain=layout.toolchain_record)
     source = SourceInput(
@@ -302,7 +306,7 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
             _staged(
                 ("compile", binary.name, f"Compile {binary.name} ({component.name}) for {config.host_arch.names.debian}"),
                 BuildError,
-                steps.compile_binary,
+                functools.partial(steps.compile_binary, memory=memory),
                 compiled,
                 settings,
                 file_dep=(layout.prepared_stamp(component.name), layout.toolchain_record),
@@ -347,3 +351,16 @@ def remove_folders(folders: tuple[Path, ...], dryrun: bool) -> None:
             print(f"removing folder {folder}")
             if not dryrun:
                 shutil.rmtree(folder)
+
+
+def memory_kinds(project: Project) -> tuple[str, ...]:
+    """The kind of each task of a build, as core.memory estimates their memory: dockerd's link is the largest."""
+    kinds = [memory_kind.TOOLCHAIN, memory_kind.SMALL]
+    for component in project.config.components:
+        for binary in component.binaries:
+            if isinstance(binary, GoBinary):
+                kinds.append(memory_kind.DOCKERD if binary.name == "dockerd" else memory_kind.GO)
+            else:
+                kinds.append(memory_kind.C)
+    kinds += [memory_kind.PACKAGING] * len(project.packages)
+    return tuple(kinds)

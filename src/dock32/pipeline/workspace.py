@@ -7,6 +7,7 @@ build side by side and share the download cache, which has locks of its own.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import shutil
@@ -118,3 +119,12 @@ def stop_on_signals() -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    atexit.register(_ignore_while_exiting)
+
+
+def _ignore_while_exiting() -> None:
+    """Once the run is over and the process exits: Python's finalization puts the default disposition back on
+    every signal it handled, so a second Ctrl-C landing then would kill the process by SIGINT instead of letting it
+    exit with the code the run chose (130 after the first). Nothing is left to stop by then."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -20,6 +20,7 @@ import requests
 import urllib3.exceptions
 from tqdm import tqdm
 
+from dock32.core import activity
 from dock32.core.errors import FetchError, Interrupted
 from dock32.core.run import stopping
 from dock32.model.config import ArchiveSource, GoModuleSource
@@ -211,15 +212,21 @@ def _attempt(url: str, destination: Path, label: str, resume: str | None) -> Non
         validator = _resume_validator(response) if response.status_code == 200 else resume
         received = offset
         try:
+            # The build's progress line shows the bytes when it is there (activity); alone, a bar of its own.
             with destination.open(mode) as out, tqdm(
-                total=expected, initial=offset, unit="B", unit_scale=True, desc=label, leave=False, disable=not sys.stderr.isatty()
+                total=expected, initial=offset, unit="B", unit_scale=True, desc=label, leave=False,
+                disable=activity.listening() or not sys.stderr.isatty(),
             ) as bar:
-                for chunk in response.iter_content(chunk_size=1 << 16):
-                    if stopping():  # Ctrl-C reaches only the main thread; this download runs in a task's
-                        raise Interrupted(f"{url}: download stopped")
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+                try:
+                    for chunk in response.iter_content(chunk_size=1 << 16):
+                        if stopping():  # Ctrl-C reaches only the main thread; this download runs in a task's
+                            raise Interrupted(f"{url}: download stopped")
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                        activity.transferred(label, received, expected)
+                finally:
+                    activity.transferred(label, received, expected, finished=True)
         except requests.exceptions.ContentDecodingError:
             raise FetchError(f"{url}: cannot decode the body (Content-Encoding: {response.headers.get('Content-Encoding')})") from None
         except requests.RequestException as exc:  # urllib3 checks Content-Length: a short body ends here, not below

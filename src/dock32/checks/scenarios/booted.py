@@ -15,8 +15,8 @@ How nspawn is asked to run Docker:
   runc make their cgroups there; on a machine with cgroup v1 nspawn mounts the v1 controllers read-only.
 - SYSTEMD_SECCOMP=0 and --capability=all: runc needs keyctl (a session keyring per container), mount and the rest
   that nspawn's own filter and capability set refuse a container.
-- /var/lib/docker and /var/lib/containerd are bound from a real file system: overlay2 cannot stack on the overlay that
-  is the root.
+- /var/lib/docker, /var/lib/containerd and the scenarios' own data folder (Machine.data_dir: the rootless daemon's)
+  are bound from a real file system: overlay2 cannot stack on the overlay that is the root.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Booted(RootMachine):
     # --- boot and power-off ----------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd"}
+        binds = {"docker": "/var/lib/docker", "containerd": "/var/lib/containerd", "scenarios": self.data_dir}
         for folder in binds:
             (self.data / folder).mkdir(parents=True, exist_ok=True)
         self._console = open_log(self.data / "console.log", "ab")
@@ -114,7 +114,9 @@ class Booted(RootMachine):
             if self._booted():
                 return
             time.sleep(1)
-        raise VerifyError(f"{self.init} did not finish booting within {BOOT_SECONDS} s:\n{self.console_tail()}", hint=f"see {self.log}")
+        raise VerifyError(
+            f"{self.init} did not finish booting within {BOOT_SECONDS} s:\n{self.console_tail()}", hint=f"the whole console is in {self.data / 'console.log'}"
+        )
 
     def _booted(self) -> bool:
         if self._find_init() is None:
@@ -129,7 +131,9 @@ class Booted(RootMachine):
     def _find_init(self) -> str | None:
         """The host PID of the container's init: the child of nspawn, which is the child of the first unshare (the
         second one, that mounts the overlay, execs sh, which execs nspawn)."""
-        if self._init_pid is None and self.process is not None:
+        if self._init_pid is not None and (self.process is None or self.process.poll() is not None or not Path(f"/proc/{self._init_pid}").exists()):
+            self._init_pid = None  # the container is gone: its PID may be another process's by now
+        if self._init_pid is None and self.process is not None and self.process.poll() is None:
             nspawn = _children(str(self.process.pid))
             init = _children(nspawn[0]) if nspawn else []
             # nspawn forks short-lived helpers too; the init is the one whose program is systemd or init.
@@ -140,11 +144,13 @@ class Booted(RootMachine):
     def stop(self) -> None:
         """Power the container off, as a user would; kill it if that takes longer than POWEROFF_SECONDS."""
         if self.process is not None and self.process.poll() is None:
-            if self._init_pid is not None:
+            booted = self._find_init() is not None
+            if booted:
                 with contextlib.suppress(OSError, ValueError):
-                    self.run_inside(list(self.init_system.poweroff), None, cleanup=True)
+                    self.run_inside(list(self.init_system.poweroff), None, pid_namespace=True, cleanup=True)
             try:
-                self.process.wait(timeout=POWEROFF_SECONDS)
+                # An init that never came up has nothing to power off: kill at once.
+                self.process.wait(timeout=POWEROFF_SECONDS if booted else 0.1)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
@@ -157,7 +163,7 @@ class Booted(RootMachine):
 
     # --- what the scenarios and the report use -----------------------------------------------------------------------
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
         init = self._find_init()
         if init is None:
             raise VerifyError(f"the {self.init} container is not running", hint=f"see {self.data / 'console.log'}")
@@ -166,6 +172,13 @@ class Booted(RootMachine):
             input=stdin, timeout=EXEC_SECONDS, inherit_env=False, cleanup=cleanup,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"},
         )
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Through a command in the container rather than /proc/<init>/root: a link in the container (a user's folder
+        holds what its user puts there) would be followed there against this machine's /."""
+        self._path(path)  # the same check of the path
+        script = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
+        self.exec(["sh", "-c", script, "sh", path, f"{mode:o}"], stdin=data)
 
     def offers(self) -> frozenset[Need]:
         return what_this_kernel_offers() | set(self.init_system.offers)

@@ -4,7 +4,7 @@ The units' scenario is first: it checks what the install left running, before an
 
 from __future__ import annotations
 
-from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, services, softfloat, upgrade_purge
+from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, personality, rootless, services, softfloat, upgrade_purge
 from dock32.checks.scenarios.scenario import Scenario
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -28,8 +28,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     images.REGISTRY_ROUND_TRIP,
     compose.COMPOSE,
     containers.EXEC_ENTERS_CONTAINER,
+    rootless.ROOTLESS,
+    rootless.ROOTLESS_BUILT_IN_NETWORK,
     amd64.AMD64_DEFAULT_SECCOMP,
     amd64.AMD64_ONLY_IMAGE,
+    personality.UNAME_I386,
+    personality.UNAME_BUILD_RUN,
+    personality.UNAME_EXEC,
+    # The amd64 image is amd64_default_seccomp's.
+    personality.UNAME_AMD64,
+    personality.PERSONALITY_OFF,
     softfloat.NO_SSE_OUTSIDE_RUNTIME_CHECKS,
     upgrade_purge.UPGRADE_THEN_PURGE,
 )

@@ -148,6 +148,8 @@ class Guest(Machine):
     """The booted guest: start() boots it and waits for its agent and systemd; stop() powers it off, or kills QEMU."""
 
     init = "systemd"
+    # On the guest's ext4 disk; /run is a tmpfs in the guest's 2 GiB of memory.
+    data_dir = "/var/lib/dock32"
 
     def __init__(self, qemu: str, disk: GuestDisk, data: Path, log: Path) -> None:
         super().__init__(log)
@@ -301,7 +303,8 @@ class Guest(Machine):
         except (OSError, agent.ProtocolError) as exc:
             raise VerifyError(f"the guest's agent did not answer `{what}`: {exc}", hint=f"its console is at the end of {self.log}") from None
 
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
+        """pid_namespace: every command is in the guest's, a whole machine of its own."""
         answer = self._agent(agent.run_request(argv, ENV, stdin or b"", EXEC_SECONDS), " ".join(argv), cleanup)
         try:
             code, stdout, stderr = agent.exit_of(answer)

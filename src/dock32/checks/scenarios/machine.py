@@ -73,15 +73,18 @@ class Machine(abc.ABC):
 
     # What started the daemons, as the report names it.
     init: str = "none"
+    # A folder of the machine on a real file system (not the overlay that the root is), for a scenario's daemon data.
+    data_dir = "/run/dock32"
 
     def __init__(self, log: Path) -> None:
         self.log = log
 
     @abc.abstractmethod
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
-        """Run argv on the machine as root, with a clean environment (PATH, HOME=/root, LC_ALL=C and DOCKER_HOST for
-        /run/docker.sock), killed after EXEC_SECONDS (exit code -9). The one place where a command enters the machine
-        (the unit tests' recorded machine answers here)."""
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
+        """Run argv on the machine as root, with a clean environment (PATH, HOME=/root, LC_ALL=C), killed after
+        EXEC_SECONDS (exit code -9). The one place where a command enters the machine (the unit tests' recorded
+        machine answers here). pid_namespace: in the machine's PID namespace, so that what argv leaves running dies
+        with the machine; a machine whose commands always enter it ignores it."""
 
     @abc.abstractmethod
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
@@ -122,7 +125,7 @@ class Machine(abc.ABC):
         """Run argv on the machine and log it. check: a failure of argv fails the scenario. cleanup: run it even while
         stopping."""
         start = time.monotonic()
-        return self.logged(argv, self.run_inside(argv, stdin, cleanup), time.monotonic() - start, check)
+        return self.logged(argv, self.run_inside(argv, stdin, False, cleanup), time.monotonic() - start, check)
 
     def logged(self, argv: list[str], done: subprocess.CompletedProcess[str], seconds: float, check: bool) -> subprocess.CompletedProcess[str]:
         """done, the outcome of argv, written to the log; with check, a failure fails the scenario."""
@@ -133,6 +136,12 @@ class Machine(abc.ABC):
         if check and done.returncode != 0:
             fail(f"`{' '.join(argv)}` exited {done.returncode}: {(done.stderr or done.stdout).strip()[-400:]}")
         return done
+
+    def exec_in_pid_namespace(self, argv: list[str], check: bool = True, cleanup: bool = False) -> subprocess.CompletedProcess[str]:
+        """argv started so that what it leaves running (a daemon put in the background) belongs to the machine and
+        dies with it."""
+        start = time.monotonic()
+        return self.logged(argv, self.run_inside(argv, None, True, cleanup), time.monotonic() - start, check)
 
     def docker(self, *args: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
         return self.exec(["/usr/bin/docker", *args], check=check, stdin=stdin)

@@ -1,5 +1,6 @@
-"""The sandbox verify's scenarios (and verify-upgrade's steps) run in: containerd and dockerd started from an
-installed root in private namespaces, and every command sent into them.
+"""The machine verify-upgrade's steps run on (and any scenario, where no init system is wanted): containerd and
+dockerd started from an installed root in private namespaces by a script rather than an init system, and every
+command sent into them.
 
 The daemons run under `unshare --pid --net --mount`: their processes, network, iptables rules and mounts live in
 namespaces that the kernel tears down with the namespace's first process (when it dies, the kernel kills every
@@ -181,15 +182,7 @@ class Sandbox(RootMachine):
     def daemon_logs(self) -> dict[str, str]:
         return {name: self.tail(name, 40) for name in ("dockerd.log", "containerd.log")}
 
-    def exec_in_pid_namespace(self, argv: list[str], check: bool = True, cleanup: bool = False) -> subprocess.CompletedProcess[str]:
-        """argv in the daemons' PID namespace too, so that the daemons it starts die with the namespace."""
-        start = time.monotonic()
-        return self.logged(argv, self._nsenter(argv, None, cleanup, pid_namespace=True), time.monotonic() - start, check)
-
-    def run_inside(self, argv: list[str], stdin: bytes | None, cleanup: bool) -> subprocess.CompletedProcess[str]:
-        return self._nsenter(argv, stdin, cleanup, pid_namespace=False)
-
-    def _nsenter(self, argv: list[str], stdin: bytes | None, cleanup: bool, pid_namespace: bool) -> subprocess.CompletedProcess[str]:
+    def run_inside(self, argv: list[str], stdin: bytes | None, pid_namespace: bool, cleanup: bool) -> subprocess.CompletedProcess[str]:
         return capture(
             ["nsenter", f"--target={self.namespace_pid}", "--net", "--mount", *(["--pid"] if pid_namespace else []), *argv],
             input=stdin, timeout=EXEC_SECONDS, inherit_env=False, cleanup=cleanup,

@@ -1,0 +1,117 @@
+"""The tiny build inside a memory cgroup: dock32 reads the limit, says what it chose for it, builds, and what it
+chose (go -p, GOGC, GOMEMLIMIT) makes no rebuild outside the cgroup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dock32.core.memory import GiB
+
+from .conftest import ran_tasks, run_dock32
+
+pytestmark = pytest.mark.integration
+
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def _memory_cgroup_parent() -> tuple[Path, str] | str:
+    """Where a child memory cgroup can be made below this process's own (v1's memory controller, or v2 with
+    memory in the parent's subtree_control), and the name of its limit file; or why none can."""
+    if os.geteuid() != 0:
+        return "making a memory cgroup needs root"
+    try:
+        memberships = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError as exc:
+        return f"cannot read /proc/self/cgroup: {exc.strerror}"
+    for line in memberships:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            folder = CGROUPS / "memory" / path.lstrip("/")
+            if (folder / "memory.limit_in_bytes").exists():
+                return folder, "memory.limit_in_bytes"
+    for line in memberships:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            for root in (CGROUPS, CGROUPS / "unified"):
+                folder = root / path.lstrip("/")
+                control = folder / "cgroup.subtree_control"
+                if control.exists() and "memory" in control.read_text().split():
+                    return folder, "memory.max"
+    return "no memory cgroup controller: neither cgroup v1's memory hierarchy nor a cgroup2 with memory in subtree_control"
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    found = _memory_cgroup_parent()
+    if isinstance(found, str):
+        pytest.skip(found)
+    parent, limit_file = found
+    cgroup = parent / f"dock32-test-{os.getpid()}"
+    try:
+        cgroup.mkdir()
+        (cgroup / limit_file).write_text(str(limit))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+        pytest.skip(f"cannot make a memory cgroup with a limit in {parent}: {exc.strerror}")
+    try:
+        yield cgroup
+    finally:
+        for _ in range(50):  # the build's processes have exited; the kernel may take a moment to let the cgroup go
+            try:
+                cgroup.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_the_build_in_a_1_gib_cgroup_says_so_fits_and_makes_no_rebuild_outside(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    with memory_cgroup(1 * GiB) as cgroup:
+        command = [sys.executable, "-m", "dock32.cli", "build", "--project", str(root)]
+        inside = subprocess.run(
+            ["sh", "-c", f'echo $$ > {shlex.quote(str(cgroup / "cgroup.procs"))} && exec {shlex.join(command)}'],
+            capture_output=True, text=True, env={**os.environ, **env}, check=False,
+        )
+        assert inside.returncode == 0, inside.stderr + inside.stdout
+    chosen = [line for line in inside.stdout.splitlines() if " dock32: " in line]
+    assert len(chosen) == 1, inside.stdout
+    # Go's link on this machine is estimated above what 1 GiB holds with dock32 in it: one task, one compile,
+    # GOGC and GOMEMLIMIT; and a warning naming the fix, which lets the build go on.
+    assert re.search(r"dock32: 1 task at a time, go -p 1, GOGC=50, GOMEMLIMIT=\d+MiB: 1\.0 GiB available \(cgroup limit\)", chosen[0]), chosen[0]
+    warnings = [line for line in inside.stderr.splitlines() if line.startswith("warning: ")]
+    if warnings:
+        assert "(cgroup limit)" in warnings[0] and "raise the container's memory limit" in warnings[0], warnings
+    limit = re.search(r"GOMEMLIMIT=(\d+MiB)", chosen[0])
+    assert limit is not None
+    # The settings reached the Go compile through its environment (the log's first line is the command with it).
+    command_line = (root / "build" / "logs" / "native32-i386" / "compile-hello.log").read_text().splitlines()[0]
+    assert re.search(r"GOFLAGS=('[^']*\s)?-p=1'? ", command_line), command_line
+    assert f"GOMEMLIMIT={limit.group(1)}" in command_line and "GOGC=50" in command_line, command_line
+
+    # Outside the cgroup, with other settings (and the user's --jobs): nothing is rebuilt.
+    outside = run_dock32(root, "build", "--jobs", "2", env=env)
+    assert outside.returncode == 0, outside.stderr
+    assert ran_tasks(outside.stdout) == []
+    assert re.search(r"dock32: 2 tasks at a time, go -p \d+(, GOGC=50, GOMEMLIMIT=\d+MiB)?: .* available \(.*\); --jobs 2", outside.stdout), outside.stdout
+
+
+def test_a_bad_jobs_value_is_one_line_naming_it(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    result = run_dock32(root, "build", env={**env, "DOCK32_JOBS": "0"})
+    assert result.returncode == 2
+    hint = "(hint: unset it to let dock32 choose from the memory)"
+    assert result.stderr.strip() == f"error: environment: DOCK32_JOBS='0': expected a number of tasks, 1 or more {hint}"
+    assert not (root / "build" / "native32-i386" / "bin").exists()
