@@ -184,7 +184,7 @@ def test_a_rootless_daemon_dies_with_the_sandbox_when_its_scenario_blows_up(rele
 
     def boom(context: Context) -> str:
         user, _ = rootless.prepare(context)
-        daemon = rootless.RootlessDaemon(context.sandbox, user, ())
+        daemon = rootless.daemon_for(context.sandbox, user, ())
         daemon.start()
         context.sandbox.write_file("/srv/crash.tar", busybox_rootfs(context.sandbox.read_file("/bin/busybox")))
         daemon.docker("import", "/srv/crash.tar", "dock32/crash")

@@ -447,8 +447,9 @@ def _lock_key(removal: Removal) -> str | None:
 
 
 def prune(settings: Settings, current: Project, dry_run: bool) -> list[str]:
-    """Remove what no workspace's pins need; the lines to print."""
-    with _exclusive(settings):
+    """Remove what no workspace's pins need; the lines to print. A dry run removes nothing, so it needs no build to
+    be idle: it only says what a prune would remove now."""
+    with contextlib.nullcontext() if dry_run else _exclusive(settings):
         wanted, gone_workspaces = needs(settings, current)
         before = entries(settings)
         removals = plan_prune(settings, before, wanted)

@@ -289,6 +289,12 @@ class UserServiceDaemon(RootlessDaemon):
         ).stdout
 
 
+def daemon_for(sandbox: Machine, user: RootlessUser, settings: tuple[tuple[str, str], ...]) -> RootlessDaemon:
+    """The user's daemon as users start it on this machine: their own systemd's docker.service where systemd runs,
+    else dockerd-rootless.sh by hand."""
+    return (UserServiceDaemon if Need.SYSTEMD in sandbox.offers() else RootlessDaemon)(sandbox, user, settings)
+
+
 # dockerd-rootless.sh's own choice of network driver, and the one RootlessKit 3 has built in: the one a machine
 # without slirp4netns and passt gets (docker-ce-packaging's 29.x packages recommend neither).
 SCRIPTS_CHOICE = "slirp4netns"  # verify installs the package's Recommends, which the script prefers
@@ -329,8 +335,7 @@ def rootless(context: Context, net: str | None) -> str:
     sandbox.exec(["chmod", "0644", f"/srv/{FOLDER}/i386.tar"])
     sandbox.write_file(f"/srv/{FOLDER}/context/Dockerfile", f"FROM {I386_IMAGE}\nRUN echo built-rootless > /built\nCMD [\"cat\", \"/built\"]\n".encode())
 
-    settings = (("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", net),) if net else ()
-    daemon = (UserServiceDaemon if Need.SYSTEMD in sandbox.offers() else RootlessDaemon)(sandbox, user, settings)
+    daemon = daemon_for(sandbox, user, (("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", net),) if net else ())
     try:
         daemon.start()
         chosen = network_driver(daemon.log_tail(400))
