@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dock32.checks import verify as verify_module
-from dock32.checks.scenarios import rootless
+from dock32.checks.scenarios import kernel, rootless
 from dock32.checks.scenarios.booted import InitSystem
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.machine import kernel_has_sctp
@@ -84,6 +84,9 @@ def expected_statuses(report: dict[str, Any], under: str) -> dict[str, str]:
         # taken to run no x86_64 program: both amd64 scenarios say so and skip.
         expected["amd64 image under the default seccomp profile"] = "skipped"
         expected["amd64-only image pulled without --platform"] = "skipped"
+    # What only the QEMU-booted 32-bit kernel runs (tests/e2e/test_verify_i386_kernel.py).
+    for only_there in (kernel.AMD64_INDEX_PULL_REFUSED, kernel.AMD64_IMAGE_RUN_REFUSED, kernel.RESTART_AFTER_REBOOT):
+        expected[only_there.name] = "skipped"
     if userns_forbidden():
         # A kernel that gives no unprivileged user namespaces: both rootless scenarios say so and skip.
         expected[rootless.ROOTLESS.name] = expected[rootless.ROOTLESS_BUILT_IN_NETWORK.name] = "skipped"

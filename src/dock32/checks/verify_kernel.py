@@ -16,7 +16,6 @@ from dock32.checks.scenarios import agent
 from dock32.checks.scenarios.booted import SYSTEMD
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.guest import AGENT_PORT, GUEST_ADDRESS, Guest, GuestDisk
-from dock32.checks.scenarios.kernel import with_kernel_scenarios
 from dock32.checks.scenarios.scenario import Scenario
 from dock32.checks.verify import prepared_layers, run_scenarios
 from dock32.core import modes
@@ -65,11 +64,10 @@ Gateway=10.0.2.2
 
 
 # The catalogue's scenarios with this kernel's own in their places (scenarios/kernel.py).
-GUEST_SCENARIOS = with_kernel_scenarios(SCENARIOS)
 
 
 def verify_i386_kernel(
-    config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scenarios: Sequence[Scenario] = GUEST_SCENARIOS
+    config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scenarios: Sequence[Scenario] = SCENARIOS
 ) -> None:
     """scenarios: the catalogue's and the kernel's, unless a test brings its own."""
     if config.flavour.is_multiarch64:

@@ -4,7 +4,7 @@ The units' scenario is first: it checks what the install left running, before an
 
 from __future__ import annotations
 
-from dock32.checks.scenarios import amd64, compose, containers, engine, images, network, personality, rootless, services, softfloat, upgrade_purge
+from dock32.checks.scenarios import amd64, compose, containers, engine, images, kernel, network, personality, rootless, services, softfloat, upgrade_purge
 from dock32.checks.scenarios.scenario import Scenario
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -32,6 +32,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     rootless.ROOTLESS_BUILT_IN_NETWORK,
     amd64.AMD64_DEFAULT_SECCOMP,
     amd64.AMD64_ONLY_IMAGE,
+    # On a 32-bit kernel (verify-i386-kernel) instead of the two above.
+    kernel.AMD64_INDEX_PULL_REFUSED,
+    kernel.AMD64_IMAGE_RUN_REFUSED,
     personality.UNAME_I386,
     personality.UNAME_BUILD_RUN,
     personality.UNAME_EXEC,
@@ -39,5 +42,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     personality.UNAME_AMD64,
     personality.PERSONALITY_OFF,
     softfloat.NO_SSE_OUTSIDE_RUNTIME_CHECKS,
+    # Last before the purge: everything before it ran on one boot.
+    kernel.RESTART_AFTER_REBOOT,
     upgrade_purge.UPGRADE_THEN_PURGE,
 )

@@ -5,9 +5,7 @@ why."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
 
-from dock32.checks.scenarios import amd64, upgrade_purge
 from dock32.checks.scenarios.check import expect, expect_equal, fail, retry
 from dock32.checks.scenarios.machine import Need
 from dock32.checks.scenarios.scenario import Context, Scenario
@@ -96,16 +94,3 @@ AMD64_IMAGE_RUN_REFUSED = Scenario(
         " the image's platform against what the kernel runs"
     ),
 )
-
-
-def with_kernel_scenarios(catalogue: Sequence[Scenario]) -> tuple[Scenario, ...]:
-    """catalogue with this module's scenarios where they run: the amd64 refusals right after the amd64 scenarios, the
-    reboot right before upgrade-then-purge (the last), so that everything before it ran on one boot and nothing after
-    it needs what the purge removes. A catalogue that has them already is kept as it is."""
-    if RESTART_AFTER_REBOOT in catalogue:
-        return tuple(catalogue)
-    scenarios = list(catalogue)
-    after_amd64 = scenarios.index(amd64.AMD64_ONLY_IMAGE) + 1
-    scenarios[after_amd64:after_amd64] = [AMD64_INDEX_PULL_REFUSED, AMD64_IMAGE_RUN_REFUSED]
-    scenarios.insert(scenarios.index(upgrade_purge.UPGRADE_THEN_PURGE), RESTART_AFTER_REBOOT)
-    return tuple(scenarios)
