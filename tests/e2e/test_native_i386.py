@@ -4,7 +4,7 @@ the very .debs, byte for byte, that the cross build on amd64 gives (the session'
 
 What may differ, by design, is what records how the build was made: manifest.json (its "toolchain": Go from the
 linux-amd64 module or built for linux-386, i686-linux-gnu-gcc or gcc), the SBOMs (which name those tools) and
-SHA256SUMS (which lists the SBOMs). Everything else must be the same bytes: the ten binaries, the five .debs,
+SHA256SUMS (which lists the SBOMs). Everything else must be the same bytes: the eleven binaries, the six .debs,
 Packages and Release.
 
 The root gets this checkout's files (the working tree, as the release build used them), the machine's CA bundle
