@@ -63,13 +63,10 @@ Gateway=10.0.2.2
 """
 
 
-# The catalogue's scenarios with this kernel's own in their places (scenarios/kernel.py).
-
-
 def verify_i386_kernel(
     config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, scenarios: Sequence[Scenario] = SCENARIOS
 ) -> None:
-    """scenarios: the catalogue's and the kernel's, unless a test brings its own."""
+    """scenarios: the catalogue's (which has the real kernel's own, scenarios/kernel.py), unless a test brings its own."""
     if config.flavour.is_multiarch64:
         raise VerifyError(
             f"{config.target} holds amd64 programs, which a 32-bit kernel cannot run (their preinst refuses it)",
