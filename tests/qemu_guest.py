@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from dock32.checks.scenarios.guest import kvm_usable
 from dock32.core import atomic
 from dock32.model.settings import settings_from_env
 
@@ -283,12 +284,6 @@ def go_instruction_at(binary: Path, address: int, go: str = "go") -> tuple[str, 
     raise AssertionError(f"no instruction at {address:#x} in {function} of {binary}:\n{listing}")
 
 
-def kvm_usable() -> bool:
-    try:
-        os.close(os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC))
-    except OSError:
-        return False
-    return True
 
 
 def _run(command: list[str], timeout: float) -> tuple[int | None, str]:

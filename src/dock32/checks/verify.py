@@ -5,10 +5,11 @@ containers among them. The report names the init system and the kernel the daemo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -65,20 +66,26 @@ def verify_sysvinit(config: BuildConfig, packages: tuple[DebPackage, ...], setti
     verify_booted(config, packages, settings, layout, SYSVINIT, "verify-sysvinit", SCENARIOS)
 
 
+@contextlib.contextmanager
+def run_folder(layout: Layout, name: str) -> Iterator[tuple[Path, Path]]:
+    """A check's scratch folder and its fresh log: the folder goes when the check ends, however it ends."""
+    log = layout.log(name)
+    log.unlink(missing_ok=True)
+    modes.make_dirs(layout.target_dir)
+    # What a killed run left: nothing of it runs or is mounted any more (its namespaces and QEMU died with it, and
+    # overlays are only ever mounted in a command's own namespace), and this workspace is ours, so no other run uses it.
+    for stale in layout.target_dir.glob(f"{name}.*.partial"):
+        shutil.rmtree(stale)
+    with tempfile.TemporaryDirectory(prefix=f"{name}.", suffix=".partial", dir=layout.target_dir) as scratch:
+        yield Path(scratch), log
+
+
 def verify_booted(
     config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout, init_system: InitSystem, name: str, scenarios: Sequence[Scenario]
 ) -> None:
     """Boot the prepared root under init_system, install the packages there with apt and run the scenarios; the
     report is build/<target>/<name>.json."""
-    log = layout.log(name)
-    log.unlink(missing_ok=True)
-    modes.make_dirs(layout.target_dir)
-    # What a killed run left: nothing of it runs or is mounted any more (its namespaces died with it), and this
-    # workspace is ours, so no other run uses it.
-    for stale in layout.target_dir.glob(f"{name}.*.partial"):
-        shutil.rmtree(stale)
-    with tempfile.TemporaryDirectory(prefix=f"{name}.", suffix=".partial", dir=layout.target_dir) as scratch_name:
-        scratch = Path(scratch_name)
+    with run_folder(layout, name) as (scratch, log):
         layers = prepared_layers(config, packages, init_system, settings, layout, scratch, log)
         machine = Booted(layers, scratch / "data", init_system, log)
         print(f"dock32: booting the {config.deb_arch.names.debian} root under {machine.init}", flush=True)

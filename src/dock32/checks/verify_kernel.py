@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from dock32.checks.scenarios.booted import SYSTEMD
 from dock32.checks.scenarios.catalogue import SCENARIOS
 from dock32.checks.scenarios.guest import AGENT_PORT, GUEST_ADDRESS, Guest, GuestDisk
 from dock32.checks.scenarios.scenario import Scenario
-from dock32.checks.verify import prepared_layers, run_scenarios
-from dock32.core import modes
+from dock32.checks.verify import prepared_layers, run_folder, run_scenarios
 from dock32.core.errors import VerifyError
 from dock32.core.run import run
 from dock32.model.config import BuildConfig, DebPackage
@@ -77,15 +75,8 @@ def verify_i386_kernel(
         raise VerifyError("qemu-system-i386 is not installed: it boots the i686 kernel", hint="apt-get install qemu-system-x86 (or `make setup`)")
     if shutil.which("mkfs.ext4") is None:
         raise VerifyError("mkfs.ext4 is not installed: it makes the guest's disk", hint="apt-get install e2fsprogs")
-    log = layout.log(NAME)
-    log.unlink(missing_ok=True)
-    modes.make_dirs(layout.target_dir)
-    # What a killed run left (its disk image is gigabytes): nothing of it runs (QEMU died with it) or is mounted (the
-    # overlay is only ever mounted in a command's own namespace), and this workspace is ours.
-    for stale in layout.target_dir.glob(f"{NAME}.*.partial"):
-        shutil.rmtree(stale)
-    with tempfile.TemporaryDirectory(prefix=f"{NAME}.", suffix=".partial", dir=layout.target_dir) as scratch_name:
-        scratch = Path(scratch_name)
+    # A killed run's folder (its disk image is gigabytes) goes at the next run's start.
+    with run_folder(layout, NAME) as (scratch, log):
         print("dock32: making the i686 guest's disk from the clean root", flush=True)
         layers = prepared_layers(config, packages, SYSTEMD, settings, layout, scratch, log)
         disk = make_disk(layers, packages, scratch / "guest", log)

@@ -203,10 +203,14 @@ class RootlessDaemon:
         # login gives (login.defs), not dock32's.
         command = shlex.join(self.user.argv(["dockerd-rootless.sh"], self.settings))
         self.sandbox.exec_in_pid_namespace(["sh", "-c", f"umask 0022; {command} >> {self.log} 2>&1 < /dev/null & echo $! > {self.pid_file}"])
+        self.wait_until_it_answers("dockerd-rootless.sh exited")
+
+    def wait_until_it_answers(self, gone: str) -> None:
+        """Until the user's daemon answers; fail, saying `gone`, if it stops running first."""
         deadline = time.monotonic() + DAEMON_START_SECONDS
         while self.docker("version", check=False).returncode != 0:
             if not self.running():
-                fail(f"dockerd-rootless.sh exited: {self.tail(6)}")
+                fail(f"{gone}: {self.tail(6)}")
             if time.monotonic() > deadline:
                 fail(f"the rootless dockerd did not answer within {DAEMON_START_SECONDS} s: {self.tail(6)}")
             time.sleep(1)
@@ -265,13 +269,7 @@ class UserServiceDaemon(RootlessDaemon):
             self.sandbox.write_file(self.override, f"[Service]\n{lines}".encode())
             self.sandbox.exec(["chown", "-R", f"{self.user.uid}:{self.user.gid}", f"{self.user.home}/.config"])
         self.as_user(["dockerd-rootless-setuptool.sh", "install", *self.setuptool_flags()])
-        deadline = time.monotonic() + DAEMON_START_SECONDS
-        while self.docker("version", check=False).returncode != 0:
-            if not self.running():
-                fail(f"the user's docker.service is not running: {self.tail(6)}")
-            if time.monotonic() > deadline:
-                fail(f"the rootless dockerd did not answer within {DAEMON_START_SECONDS} s: {self.tail(6)}")
-            time.sleep(1)
+        self.wait_until_it_answers("the user's docker.service is not running")
 
     def running(self) -> bool:
         return self.as_user(["systemctl", "--user", "is-active", "--quiet", "docker.service"], check=False).returncode == 0
