@@ -1,6 +1,8 @@
 """Building on the 32-bit box itself: in a clean i386 Debian entered with `setarch i686` (so `uname -m` says i686 and
 dock32 takes the machine for i386: the native gcc, the pinned Go built for linux-386), the README's `make build` gives
-the very .debs, byte for byte, that the cross build on amd64 gives (the session's release build).
+the very .debs, byte for byte, that the cross build on amd64 gives (the session's release build); and it does so in a
+memory cgroup of 1 GiB without swap, as on a netbook or thin client, where dock32 reads the limit and fits the build to
+it (the time, the peak of the anonymous memory and the OOM kills go to build/measurements/ for `make bench`).
 
 What may differ, by design, is what records how the build was made: manifest.json (its "toolchain": Go from the
 linux-amd64 module or built for linux-386, i686-linux-gnu-gcc or gcc), the SBOMs (which name those tools) and
@@ -19,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,9 +33,11 @@ import pytest
 
 from dock32.checks.rootfs import ensure_root, overlay
 from dock32.core.arch import Arch, build_machine_arch
+from dock32.core.memory import GiB, MiB
 from dock32.model.config import load_toolchains
 from dock32.toolchains.toolchain import LocalGo, plan_go_chain
 
+from ..memory_cgroup import MemoryCgroup, memory_cgroup
 from .conftest import BIN, CONFIG, DIST, ROOT, SETTINGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -43,6 +49,10 @@ RECORDS_THE_TOOLCHAIN = {"manifest.json", "SHA256SUMS"}
 # The Go `make setup` installs in the root: Debian 12's golang-go from bookworm-backports.
 BACKPORTS_GO = LocalGo(goroot="/usr/lib/go-1.23", version="go1.23.0")
 PROJECT_DIR = "/src/dock32"
+# The box the build must fit (issue 16): 1 GiB of memory and no swap, as a netbook or thin client has.
+BOX_MEMORY = 1 * GiB
+# What the 1 GiB build measured (its time, the peak of its anonymous memory, OOM kills), for `make bench` to show.
+MEASUREMENTS = SETTINGS.build_dir / "measurements" / "native-i386-1gib.json"
 CACHE_DIR = "/root/.cache/dock32"
 
 
@@ -59,6 +69,10 @@ def i386_root(scratch: Path, log: Path) -> Iterator[Path]:
         try:
             mount("-t", "proc", "proc", str(root / "proc"))
             mount("-t", "sysfs", "sysfs", str(root / "sys"))
+            # The machine's cgroups, where dock32 in the root reads the memory limit of the cgroup it builds in;
+            # a slave, so that unmounting them here unmounts nothing outside.
+            mount("--rbind", "/sys/fs/cgroup", str(root / "sys" / "fs" / "cgroup"))
+            mount("--make-rslave", str(root / "sys" / "fs" / "cgroup"))
             mount("--bind", "/dev", str(root / "dev"))
             mount("-t", "devpts", "-o", "newinstance,ptmxmode=0666", "devpts", str(root / "dev" / "pts"))
             # The machine's own certificate authorities: its bundle for now, and its local CAs, which the root's
@@ -90,7 +104,8 @@ def i386_root(scratch: Path, log: Path) -> Iterator[Path]:
                 subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
 
 
-def in_i386_root(root: Path, script: str, log: Path) -> subprocess.CompletedProcess[str]:
+def in_i386_root(root: Path, script: str, log: Path, cgroup: MemoryCgroup | None = None) -> subprocess.CompletedProcess[str]:
+    """script in the root under `setarch i686`; in cgroup, if given, from its first process on."""
     # The machine's environment less what points at its own folders (the workspace, the venv).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCK32_", "VIRTUAL_ENV", "PYTHON", "PYTEST"))}
     env.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"})
@@ -98,7 +113,10 @@ def in_i386_root(root: Path, script: str, log: Path) -> subprocess.CompletedProc
         if kept in os.environ:
             env[kept] = os.environ[kept]
     with log.open("a", encoding="utf-8") as out:
-        return subprocess.run(["setarch", "i686", "chroot", root, "sh", "-c", script], env=env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False)
+        argv = ["setarch", "i686", "chroot", str(root), "sh", "-c", script]
+        if cgroup is not None:
+            argv = ["sh", "-c", f'echo $$ > {shlex.quote(str(cgroup.procs))} && exec "$@"', "sh", *argv]
+        return subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, check=False)
 
 
 def what_was_built(manifest_path: Path) -> dict[str, Any]:
@@ -125,8 +143,22 @@ def test_native_build_in_a_setarch_i686_root_gives_the_same_debs(release_build: 
         with i386_root(tmp_path / "scratch", log) as root:
             machine = in_i386_root(root, "uname -m > /tmp/machine", log)
             assert machine.returncode == 0 and (root / "tmp" / "machine").read_text().strip() == "i686"
-            built = in_i386_root(root, f"apt-get update -q && apt-get install -y -q {' '.join(FIRST_APT)} && cd {PROJECT_DIR} && make build", log)
-            assert built.returncode == 0, f"make build in the i386 root failed; see {log}:\n" + log.read_text(errors="replace")[-4000:]
+            prepared = in_i386_root(root, f"apt-get update -q && apt-get install -y -q {' '.join(FIRST_APT)}", log)
+            assert prepared.returncode == 0, f"apt-get in the i386 root failed; see {log}:\n" + log.read_text(errors="replace")[-4000:]
+            # The README's make build, as on a 1 GiB box with no swap: the memory cgroup holds it from make on.
+            with memory_cgroup(BOX_MEMORY, swap=False) as cgroup:
+                started = time.monotonic()
+                built = in_i386_root(root, f"cd {PROJECT_DIR} && make build", log, cgroup)
+                measured = {"seconds": round(time.monotonic() - started), "peak_anon_mib": cgroup.peak_anon // MiB, "oom_kills": cgroup.oom_kills()}
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"measured, make build in a {BOX_MEMORY // MiB} MiB memory cgroup without swap: {json.dumps(measured)}\n")
+            MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+            MEASUREMENTS.write_text(json.dumps({"memory_limit_mib": BOX_MEMORY // MiB, **measured}, indent=2) + "\n")
+            tail = log.read_text(errors="replace")[-4000:]
+            assert built.returncode == 0, f"make build in the i386 root, in {BOX_MEMORY // MiB} MiB, failed; see {log}:\n{tail}"
+            assert measured["oom_kills"] == 0, f"the kernel killed {measured['oom_kills']} processes for memory; see {log}"
+            chosen = [line for line in log.read_text(errors="replace").splitlines() if "dock32: " in line and " available (" in line]
+            assert chosen and all("1.0 GiB available (cgroup limit)" in line for line in chosen), chosen
             native_bin = root / PROJECT_DIR.lstrip("/") / "build" / CONFIG.target / "bin"
             native_dist = root / PROJECT_DIR.lstrip("/") / "dist" / CONFIG.target
             toolchain = json.loads((native_dist / "manifest.json").read_text())["toolchain"]

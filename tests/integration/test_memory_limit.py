@@ -3,78 +3,20 @@ chose (go -p, GOGC, GOMEMLIMIT) makes no rebuild outside the cgroup."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from dock32.core.memory import GiB
 
+from ..memory_cgroup import memory_cgroup
 from .conftest import ran_tasks, run_dock32
 
 pytestmark = pytest.mark.integration
-
-CGROUPS = Path("/sys/fs/cgroup")
-
-
-def _memory_cgroup_parent() -> tuple[Path, str] | str:
-    """Where a child memory cgroup can be made below this process's own (v1's memory controller, or v2 with
-    memory in the parent's subtree_control), and the name of its limit file; or why none can."""
-    if os.geteuid() != 0:
-        return "making a memory cgroup needs root"
-    try:
-        memberships = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError as exc:
-        return f"cannot read /proc/self/cgroup: {exc.strerror}"
-    for line in memberships:
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            folder = CGROUPS / "memory" / path.lstrip("/")
-            if (folder / "memory.limit_in_bytes").exists():
-                return folder, "memory.limit_in_bytes"
-    for line in memberships:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            for root in (CGROUPS, CGROUPS / "unified"):
-                folder = root / path.lstrip("/")
-                control = folder / "cgroup.subtree_control"
-                if control.exists() and "memory" in control.read_text().split():
-                    return folder, "memory.max"
-    return "no memory cgroup controller: neither cgroup v1's memory hierarchy nor a cgroup2 with memory in subtree_control"
-
-
-@contextlib.contextmanager
-def memory_cgroup(limit: int) -> Iterator[Path]:
-    found = _memory_cgroup_parent()
-    if isinstance(found, str):
-        pytest.skip(found)
-    parent, limit_file = found
-    cgroup = parent / f"dock32-test-{os.getpid()}"
-    try:
-        cgroup.mkdir()
-        (cgroup / limit_file).write_text(str(limit))
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            cgroup.rmdir()
-        pytest.skip(f"cannot make a memory cgroup with a limit in {parent}: {exc.strerror}")
-    try:
-        yield cgroup
-    finally:
-        for _ in range(50):  # the build's processes have exited; the kernel may take a moment to let the cgroup go
-            try:
-                cgroup.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.1)
 
 
 def test_the_build_in_a_1_gib_cgroup_says_so_fits_and_makes_no_rebuild_outside(tiny) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +24,7 @@ def test_the_build_in_a_1_gib_cgroup_says_so_fits_and_makes_no_rebuild_outside(t
     with memory_cgroup(1 * GiB) as cgroup:
         command = [sys.executable, "-m", "dock32.cli", "build", "--project", str(root)]
         inside = subprocess.run(
-            ["sh", "-c", f'echo $$ > {shlex.quote(str(cgroup / "cgroup.procs"))} && exec {shlex.join(command)}'],
+            ["sh", "-c", f'echo $$ > {shlex.quote(str(cgroup.procs))} && exec {shlex.join(command)}'],
             capture_output=True, text=True, env={**os.environ, **env}, check=False,
         )
         assert inside.returncode == 0, inside.stderr + inside.stdout
