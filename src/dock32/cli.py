@@ -16,6 +16,7 @@ from doit.doit_cmd import DoitMain
 from dock32.bump.command import command as bump_command
 from dock32.core.errors import ConfigError, Dock32Error, FetchError, PackageError, ToolchainError, stage
 from dock32.model.project import Project, load_project
+from dock32.model.settings import parse_memory
 from dock32.packaging import publish
 from dock32.pipeline import cachedir, report
 from dock32.pipeline.tasks import Dock32Reporter, claim_workspace, doit_config, doit_tasks, fail, reporter_for
@@ -103,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", "-j", type=_jobs, metavar="N",
         help="run N tasks at once, whatever the memory allows (default: chosen from MemAvailable and the cgroup limit; also DOCK32_JOBS)",
     )
+    parser.add_argument(
+        "--memory", type=_memory, metavar="SIZE",
+        help="plan the build for at most SIZE of memory, e.g. 1GiB: fewer tasks at once and leaner Go settings (also DOCK32_MEMORY)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--tests", action="store_true", help="setup: also install what only the tests use (toolchains/host.yaml test_apt)")
     parser.add_argument(
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DOCK32_DEBUG"] = "1"
     if args.jobs is not None:
         os.environ["DOCK32_JOBS"] = str(args.jobs)
+    if args.memory is not None:
+        os.environ["DOCK32_MEMORY"] = args.memory
     if args.upgrade_from is not None:
         os.environ["DOCK32_UPGRADE_FROM"] = str(args.upgrade_from.resolve())
     if args.command == "publish":
@@ -183,6 +190,14 @@ def _jobs(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a number of tasks, 1 or more")
     return int(value)
+
+
+def _memory(value: str) -> str:
+    try:
+        parse_memory(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a size of 64MiB or more, such as 1GiB or 800MiB") from exc
+    return value
 
 
 def cache_command(project: Project | None, argv: list[str]) -> int:

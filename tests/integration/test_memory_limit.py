@@ -57,3 +57,14 @@ def test_a_bad_jobs_value_is_one_line_naming_it(tiny) -> None:  # type: ignore[n
     hint = "(hint: unset it to let dock32 choose from the memory)"
     assert result.stderr.strip() == f"error: environment: DOCK32_JOBS='0': expected a number of tasks, 1 or more {hint}"
     assert not (root / "build" / "native32-i386" / "bin").exists()
+
+
+def test_memory_from_the_user_gives_the_small_box_s_settings_here(tiny) -> None:  # type: ignore[no-untyped-def]
+    root, env = tiny
+    result = run_dock32(root, "build", "--memory", "1GiB", env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"dock32: 1 task at a time, go -p 1, GOGC=50, GOMEMLIMIT=\d+MiB: 1\.0 GiB available \(--memory\)", result.stdout), result.stdout
+    command_line = (root / "build" / "logs" / "native32-i386" / "compile-hello.log").read_text().splitlines()[0]
+    assert "GOGC=50" in command_line, command_line
+    bad = run_dock32(root, "build", "--memory", "lots", env=env)
+    assert bad.returncode == 2 and "argument --memory: 'lots': expected a size of 64MiB or more" in bad.stderr, bad.stderr

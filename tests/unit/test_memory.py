@@ -105,6 +105,26 @@ def test_a_container_s_cgroup_limit_wins_over_the_host_s_free_memory() -> None:
     assert "(MemAvailable)" in choose(1 * GiB, 4 * GiB, 0, 2, DOCKER).line()
 
 
+def test_memory_from_the_user_is_planned_for_when_it_is_the_lowest() -> None:
+    # What a bench round or a shared machine asks for: the 1 GiB box's settings on a 24 GiB machine.
+    choice = choose(22 * GiB, None, 8 * GiB, 2, DOCKER, memory=1 * GiB)
+    assert (choice.jobs, choice.go_procs, choice.gogc, choice.gomemlimit) == (1, 1, 50, 824)
+    assert "1.0 GiB available (--memory)" in choice.line()
+    # Its fix is the option, and the machine's swap is no answer to what the user asked for.
+    assert choice.shortfall is not None and "raise --memory (DOCK32_MEMORY)" in choice.shortfall and "swap" not in choice.shortfall
+    # More than the machine or its cgroup has changes nothing.
+    assert choose(2 * GiB, None, 0, 2, DOCKER, memory=8 * GiB) == choose(2 * GiB, None, 0, 2, DOCKER)
+    assert "(cgroup limit)" in choose(22 * GiB, 1 * GiB, 0, 2, DOCKER, memory=2 * GiB).line()
+
+
+def test_dock32_memory_is_read_and_checked() -> None:
+    for text, expected in (("1GiB", GiB), ("1G", GiB), ("800MiB", 800 * MiB), ("800m", 800 * MiB), ("1.5GiB", 1536 * MiB), ("", None)):
+        assert settings_from_env(ROOT, env={"DOCK32_MEMORY": text}).memory == expected, text
+    for bad in ("12", "lots", "-1G", "1T"):
+        with pytest.raises(ConfigError, match=f"DOCK32_MEMORY='{bad}': expected a size of 64MiB or more"):
+            settings_from_env(ROOT, env={"DOCK32_MEMORY": bad})
+
+
 def test_jobs_from_the_user_win_and_warn_when_they_may_not_fit() -> None:
     assert choose(24 * GiB, None, 0, 2, DOCKER, jobs=1).jobs == 1
     more = choose(24 * GiB, None, 0, 2, DOCKER, jobs=4)

@@ -119,16 +119,31 @@ def size(mib: float) -> str:
     return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
 
 
+# Where the memory a build plans for came from: the lowest of these wins.
+MEM_AVAILABLE = "MemAvailable"
+CGROUP_LIMIT = "cgroup limit"
+MEMORY_OPTION = "--memory"
+
+
 def choose(
-    available: int, cgroup_limit: int | None, swap_free: int, cpus: int, kinds: tuple[str, ...] | list[str], bits: int = 32, jobs: int | None = None
+    available: int,
+    cgroup_limit: int | None,
+    swap_free: int,
+    cpus: int,
+    kinds: tuple[str, ...] | list[str],
+    bits: int = 32,
+    jobs: int | None = None,
+    memory: int | None = None,
 ) -> MemoryChoice:
     """The parallelism and Go settings under which the build's estimated peak (the largest tasks that may run
     together, plus dock32 itself, plus MARGIN) fits the memory: byte figures in, a choice and its reason out.
-    jobs: the user's --jobs/DOCK32_JOBS, which wins over the estimate (with a warning when it may not fit)."""
+    jobs: the user's --jobs/DOCK32_JOBS, which wins over the estimate (with a warning when it may not fit).
+    memory: the user's --memory/DOCK32_MEMORY, what to plan for at most (memory kept for other work, or a box's)."""
     cpus = max(cpus, 1)
-    limited = cgroup_limit is not None and cgroup_limit < available
-    usable = (cgroup_limit if limited and cgroup_limit is not None else available) // MiB
-    where = f"{size(usable)} available ({'cgroup limit' if limited else 'MemAvailable'})"
+    offered = [(available, MEM_AVAILABLE), (cgroup_limit, CGROUP_LIMIT), (memory, MEMORY_OPTION)]
+    usable_bytes, source = min((amount, name) for amount, name in offered if amount is not None)
+    usable = usable_bytes // MiB
+    where = f"{size(usable)} available ({source})"
     kinds = tuple(kinds) or (SMALL,)
 
     def need(n: int, go_procs: int, margin: float = MARGIN) -> float:
@@ -145,7 +160,7 @@ def choose(
         gogc, limit = (None, None) if fits else tight(jobs)
         shortfall = None
         if need(jobs, go_procs, margin=0) > usable:
-            shortfall = _shortfall(f"{jobs} task{'s' if jobs != 1 else ''} at once (--jobs {jobs})", need(jobs, go_procs, 0), usable, swap_free, limited)
+            shortfall = _shortfall(f"{jobs} task{'s' if jobs != 1 else ''} at once (--jobs {jobs})", need(jobs, go_procs, 0), usable, swap_free, source)
         return MemoryChoice(jobs, go_procs, gogc, limit, usable, f"{where}; --jobs {jobs} (estimated need {size(need(jobs, go_procs))})", shortfall)
 
     most = min(MAX_JOBS, cpus)
@@ -162,18 +177,21 @@ def choose(
     reason = f"{where}; {_KIND_WORDS.get(worst, worst)} alone needs about {size(need(1, 1, margin=0))}"
     shortfall = None
     if need(1, 1, margin=0) > usable:
-        shortfall = _shortfall(_KIND_WORDS.get(worst, worst), need(1, 1, 0), usable, swap_free, limited)
+        shortfall = _shortfall(_KIND_WORDS.get(worst, worst), need(1, 1, 0), usable, swap_free, source)
     return MemoryChoice(1, 1, gogc, limit, usable, reason, shortfall)
 
 
-def _shortfall(what: str, needed: float, usable: int, swap_free: int, limited: bool) -> str:
+def _shortfall(what: str, needed: float, usable: int, swap_free: int, source: str) -> str:
     """The one-line warning before a build that may not fit. A warning, not an error: the figures are estimates,
     swap may carry the peak (a link's peak lasts seconds), and GOGC/GOMEMLIMIT still trim it."""
-    head = f"{what} needs about {size(needed)} and {size(usable)} is available{' (cgroup limit)' if limited else ''}"
+    head = f"{what} needs about {size(needed)} and {size(usable)} is available{f' ({source})' if source != MEM_AVAILABLE else ''}"
     swap = swap_free // MiB
-    if not limited and usable + swap >= needed:
+    if source == MEM_AVAILABLE and usable + swap >= needed:
         return f"{head}: the peak will go to swap ({size(swap)} free), slower but it should finish"
-    fixes = "raise the container's memory limit" if limited else "add memory or swap (fallocate -l 2G /swapfile, mkswap, swapon)"
+    fixes = {
+        CGROUP_LIMIT: "raise the container's memory limit",
+        MEMORY_OPTION: "raise --memory (DOCK32_MEMORY) if the machine has more",
+    }.get(source, "add memory or swap (fallocate -l 2G /swapfile, mkswap, swapon)")
     return f"{head}, so the build may be killed for memory: {fixes}, or build on a larger machine and install the .debs here"
 
 

@@ -24,6 +24,8 @@ class Settings:
     upgrade_from: Path | None = None
     # DOCK32_JOBS (`--jobs N`): how many tasks run at once, over what the memory would allow (core.memory)
     jobs: int | None = None
+    # DOCK32_MEMORY (`--memory SIZE`): the most memory the build plans for, below what the machine offers (core.memory)
+    memory: int | None = None
 
     @property
     def downloads_dir(self) -> Path:
@@ -62,6 +64,21 @@ def _jobs(value: str) -> int | None:
     return int(value)
 
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_memory(value: str) -> int | None:
+    """A size such as 1GiB, 1G, 800MiB or 800M (binary units; a bare number is bytes) in bytes; None for ""."""
+    if value == "":
+        return None
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", value.strip().lower())
+    amount = int(float(found.group(1)) * _SIZE_UNITS[found.group(2)]) if found else 0
+    if amount < 64 * 1024**2:
+        hint = "unset it to plan for the memory the machine has"
+        raise ConfigError(f"environment: DOCK32_MEMORY={value!r}: expected a size of 64MiB or more, such as 1GiB or 800MiB", hint=hint)
+    return amount
+
+
 def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offline: bool | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     xdg = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -81,4 +98,5 @@ def settings_from_env(project_dir: Path, env: dict[str, str] | None = None, offl
         overrides=tuple(env.get("DOCK32_SET", "").split()),
         upgrade_from=Path(env["DOCK32_UPGRADE_FROM"]).resolve() if env.get("DOCK32_UPGRADE_FROM") else None,
         jobs=_jobs(env.get("DOCK32_JOBS", "").strip()),
+        memory=parse_memory(env.get("DOCK32_MEMORY", "").strip()),
     )

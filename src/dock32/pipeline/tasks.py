@@ -221,10 +221,13 @@ def workers() -> int:
 
 def memory_choice(project: Project) -> MemoryChoice:
     """How many of project's tasks run at once and the compiles' Go settings, for this machine's memory now
-    (core.memory), or the user's DOCK32_JOBS / --jobs."""
+    (core.memory), or the user's DOCK32_JOBS / --jobs, within the user's DOCK32_MEMORY / --memory."""
     machine = memory_fit.read_machine()
     kinds = memory_kinds(project)
-    return memory_fit.choose(machine.available, machine.cgroup_limit, machine.swap_free, machine.cpus, kinds, bits=machine.bits, jobs=project.settings.jobs)
+    settings = project.settings
+    return memory_fit.choose(
+        machine.available, machine.cgroup_limit, machine.swap_free, machine.cpus, kinds, bits=machine.bits, jobs=settings.jobs, memory=settings.memory
+    )
 
 
 def times_file(settings: Settings, target: str) -> Path:
