@@ -8,6 +8,10 @@
   and as the fastest round's split, and the cache's size per kind is shown: the last round's own cache (its Go
   build cache is one target's cold build) and the shared one.
   Targets: dock32 / plain <= 1.05, no-op rerun <= 1 s.
+  Memory: each side runs in a memory cgroup of its own (root; no limit, only measured) whose anonymous memory is
+  sampled, for its peak; and the first round adds a dock32 build with the settings of a 1 GiB box (--memory 1GiB:
+  one task at a time, go -p 1, GOGC and GOMEMLIMIT), whose peak and time are set against the default settings'.
+  The 1 GiB i386 build of `make test-all` (tests/e2e/test_native_i386.py), if one ran here, is shown too.
 - packaging: dock32's packing of all .debs against plain `dpkg-deb -Zxz` (xz -6) of the same trees, and zstd.
   Targets: all packages <= 40 s, total size <= 1.05 x that of xz -6.
 
@@ -17,6 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -24,11 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # tests.memory_cgroup
+
+from tests.memory_cgroup import MemoryCgroup, NoMemoryCgroup, measured_cgroup  # noqa: E402
 
 from dock32.build.steps import go_build_argv, go_build_env  # noqa: E402
 from dock32.model.config import CMakeBinary, GoBinary  # noqa: E402
@@ -36,6 +46,11 @@ from dock32.model.project import load_project  # noqa: E402
 from dock32.model.settings import Settings  # noqa: E402
 from dock32.pipeline import breakdown, cachedir  # noqa: E402
 from dock32.toolchains.toolchain import ResolvedToolchain  # noqa: E402
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+# What `--memory` gives the low-memory round: the box of issue 16.
+SMALL_BOX = "1GiB"
 
 
 def dock32(*args: str, env: dict[str, str]) -> float:
@@ -50,6 +65,40 @@ def dock32_json(*args: str, env: dict[str, str]) -> tuple[float, dict[str, Any]]
     result = subprocess.run([sys.executable, "-m", "dock32.cli", *args, "--json", "--project", str(ROOT)], env={**os.environ, **env},
                             check=True, stdout=subprocess.PIPE, text=True)
     return time.monotonic() - start, json.loads(result.stdout)
+
+
+@dataclasses.dataclass
+class Measured:
+    seconds: float
+    peak_mib: int | None  # None: no memory cgroup here
+    result: Any
+
+
+def measured(work: Callable[[], T], seconds: Callable[[T], float]) -> Measured:
+    """work() with this process (and so every command it starts) in a memory cgroup of its own, only measured: its
+    result, its seconds (read from the result) and the peak of the cgroup's anonymous memory."""
+    try:
+        with measured_cgroup(None, name="dock32-bench") as cgroup, moved_into(cgroup):
+            result = work()
+        return Measured(seconds(result), cgroup.peak_anon // MiB, result)
+    except NoMemoryCgroup as exc:
+        print(f"  (no peak memory: {exc})", flush=True)
+        result = work()
+        return Measured(seconds(result), None, result)
+
+
+@contextmanager
+def moved_into(cgroup: MemoryCgroup) -> Iterator[None]:
+    home = cgroup.path.parent / "cgroup.procs"
+    cgroup.procs.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        home.write_text(str(os.getpid()))
+
+
+def mib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,} MiB"
 
 
 def cache_listing(settings: Settings) -> list[str]:
@@ -137,7 +186,11 @@ class Dock32Round:
     cache: list[str]  # the round's cache per kind, before its folder goes
 
 
-def dock32_build(scratch: Path) -> Dock32Round:
+def cold_seconds(dock32_round: Dock32Round) -> float:
+    return dock32_round.cold
+
+
+def dock32_build(scratch: Path, *options: str) -> Dock32Round:
     """dock32 with a fresh build folder and Go build cache (module cache and downloaded trees shared): the cold build
     of the binaries, with its task times per kind, then the best of three no-op reruns of the whole build."""
     settings = load_project(ROOT).settings
@@ -149,35 +202,48 @@ def dock32_build(scratch: Path) -> Dock32Round:
             (cache / shared).symlink_to(settings.cache_dir / shared)
     env = {"DOCK32_CACHE_DIR": str(cache), "DOCK32_BUILD_DIR": str(scratch / "build"), "DOCK32_DIST_DIR": str(scratch / "dist")}
     # The binaries only: the plain side packs nothing.
-    cold, report = dock32_json("build", "manifest", env=env)
-    dock32("build", env=env)
-    noop = min(dock32("build", env=env) for _ in range(3))
+    cold, report = dock32_json("build", "manifest", *options, env=env)
+    dock32("build", *options, env=env)
+    noop = min(dock32("build", *options, env=env) for _ in range(3))
     return Dock32Round(cold, noop, breakdown.seconds_by_kind(report), cache_listing(dataclasses.replace(settings, cache_dir=cache)))
 
 
 def bench_build() -> None:
     """ROUNDS rounds (DOCK32_BENCH_ROUNDS, default 2), each a plain build then a dock32 build, both cold, so that a
-    slow spell of a noisy machine falls on both sides; the minimum of each side is compared, the spread shown."""
-    plain: list[float] = []
-    ours: list[Dock32Round] = []
+    slow spell of a noisy machine falls on both sides; the minimum of each side is compared, the spread shown. The
+    first round also builds with a 1 GiB box's settings, for their peak memory and time."""
+    plain: list[Measured] = []
+    measured_ours: list[Measured] = []
+    small_box: Measured | None = None
     for round_number in range(1, ROUNDS + 1):
-        for side in ("plain", "dock32"):
+        sides = ["plain", "dock32", "small box"] if round_number == 1 else ["plain", "dock32"]
+        for side in sides:
             with tempfile.TemporaryDirectory(prefix="dock32-bench.") as scratch_name:
-                print(f"round {round_number}/{ROUNDS}: {side} build, cold Go build cache ...", flush=True)
+                scratch = Path(scratch_name)
                 if side == "plain":
-                    plain.append(plain_build(Path(scratch_name)))
+                    print(f"round {round_number}/{ROUNDS}: plain build, cold Go build cache ...", flush=True)
+                    plain.append(measured(functools.partial(plain_build, scratch), float))
+                elif side == "dock32":
+                    print(f"round {round_number}/{ROUNDS}: dock32 build, cold Go build cache ...", flush=True)
+                    measured_ours.append(measured(functools.partial(dock32_build, scratch), cold_seconds))
+                    print("  " + "  ".join(f"{kind} {seconds:.1f} s" for kind, seconds in measured_ours[-1].result.kinds.items()), flush=True)
                 else:
-                    ours.append(dock32_build(Path(scratch_name)))
-                    print("  " + "  ".join(f"{kind} {seconds:.1f} s" for kind, seconds in ours[-1].kinds.items()), flush=True)
+                    print(f"round {round_number}/{ROUNDS}: dock32 build --memory {SMALL_BOX} (a small box's settings), cold Go build cache ...", flush=True)
+                    small_box = measured(functools.partial(dock32_build, scratch, "--memory", SMALL_BOX), cold_seconds)
+    ours: list[Dock32Round] = [m.result for m in measured_ours]
     colds = [r.cold for r in ours]
-    ratio = min(colds) / min(plain)
+    ratio = min(colds) / min(m.seconds for m in plain)
     print()
     print(f"{'what (' + str(ROUNDS) + ' alternating rounds)':<44} {'min s':>9} {'spread s':>9}  rounds")
-    print(f"{'plain go build + cmake (cold GOCACHE)':<44} {min(plain):9.1f} {max(plain) - min(plain):9.1f}  {', '.join(f'{s:.1f}' for s in plain)}")
+    plain_seconds = [m.seconds for m in plain]
+    spread = max(plain_seconds) - min(plain_seconds)
+    print(f"{'plain go build + cmake (cold GOCACHE)':<44} {min(plain_seconds):9.1f} {spread:9.1f}  {', '.join(f'{s:.1f}' for s in plain_seconds)}")
     print(f"{'dock32 build manifest (cold GOCACHE)':<44} {min(colds):9.1f} {max(colds) - min(colds):9.1f}  {', '.join(f'{s:.1f}' for s in colds)}")
     print(f"{'dock32 / plain (minimum over minimum)':<44} {ratio:9.3f}   target <= 1.05: {'met' if ratio <= 1.05 else 'MISSED'}")
     noop = min(r.noop for r in ours)
     print(f"{'dock32 build, nothing changed (best of 3)':<44} {noop:9.2f}   target <= 1 s: {'met' if noop <= 1 else 'MISSED'}")
+    print()
+    memory_table(plain, measured_ours, small_box)
     print()
     for line in breakdown.kind_table([r.kinds for r in ours], colds):
         print(line)
@@ -188,6 +254,30 @@ def bench_build() -> None:
         print(line)
     for line in cache_listing(load_project(ROOT).settings):
         print(line)
+
+
+def memory_table(plain: list[Measured], ours: list[Measured], small_box: Measured | None) -> None:
+    """Peak anonymous memory (each side's own cgroup) and time: plain, dock32 at its defaults, dock32 at a small
+    box's settings, and the ratios; then the last 1 GiB i386 build of make test-all, if there is one."""
+    def peak(sides: list[Measured]) -> int | None:
+        peaks = [m.peak_mib for m in sides if m.peak_mib is not None]
+        return max(peaks) if peaks else None
+
+    print(f"{'peak memory and time':<44} {'peak':>12} {'min s':>9}")
+    print(f"{'plain go build + cmake':<44} {mib(peak(plain)):>12} {min(m.seconds for m in plain):9.1f}")
+    print(f"{'dock32, default settings here':<44} {mib(peak(ours)):>12} {min(m.seconds for m in ours):9.1f}")
+    if small_box is not None:
+        print(f"{'dock32 --memory ' + SMALL_BOX + ' (1 task, go -p 1, GOGC...)':<44} {mib(small_box.peak_mib):>12} {small_box.seconds:9.1f}")
+        default_peak = peak(ours)
+        if small_box.peak_mib is not None and default_peak:
+            print(f"{'small box / default: peak memory':<44} {small_box.peak_mib / default_peak:12.2f}")
+        print(f"{'small box / default: time':<44} {small_box.seconds / min(m.seconds for m in ours):12.2f}")
+    native = load_project(ROOT).settings.build_dir / "measurements" / "native-i386-1gib.json"
+    if native.is_file():
+        figures = json.loads(native.read_text())
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(native.stat().st_mtime))
+        print(f"the 1 GiB i386 build of make test-all ({when}, in a {figures['memory_limit_mib']} MiB cgroup without swap, under setarch i686):"
+              f" make build {figures['seconds']} s, peak anonymous memory {figures['peak_anon_mib']:,} MiB, OOM kills {figures['oom_kills']}")
 
 
 if __name__ == "__main__":

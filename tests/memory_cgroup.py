@@ -103,25 +103,41 @@ class MemoryCgroup:
                 self.peak_anon = max(self.peak_anon, self.anon())
 
 
+class NoMemoryCgroup(Exception):
+    """Why no memory cgroup can be made here."""
+
+
 @contextlib.contextmanager
-def memory_cgroup(limit: int, *, swap: bool = True) -> Iterator[MemoryCgroup]:
-    """A fresh memory cgroup with limit bytes (and, with swap=False, no swap on top), sampled while it exists;
-    skips the test, naming why, where none can be made."""
+def memory_cgroup(limit: int | None, *, swap: bool = True) -> Iterator[MemoryCgroup]:
+    """In a test: measured_cgroup, skipping the test, naming why, where none can be made."""
+    try:
+        with measured_cgroup(limit, swap=swap) as cgroup:
+            yield cgroup
+    except NoMemoryCgroup as exc:
+        pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def measured_cgroup(limit: int | None, *, swap: bool = True, name: str = "dock32-test") -> Iterator[MemoryCgroup]:
+    """A fresh memory cgroup with limit bytes (None: no limit, only measured; with swap=False, no swap on top),
+    sampled while it exists; NoMemoryCgroup, naming why, where none can be made."""
     found = _controller()
     if isinstance(found, str):
-        pytest.skip(found)
-    cgroup = MemoryCgroup(found.parent / f"dock32-test-{os.getpid()}", found.v2)
+        raise NoMemoryCgroup(found)
+    cgroup = MemoryCgroup(found.parent / f"{name}-{os.getpid()}", found.v2)
     try:
         cgroup.path.mkdir()
-        (cgroup.path / found.limit_file).write_text(str(limit))
-        if not swap and (cgroup.path / found.swap_limit_file).exists():
+        if limit is not None:
+            (cgroup.path / found.limit_file).write_text(str(limit))
+        # v1 limits memory and swap together, so without a memory limit it cannot forbid swap alone.
+        if not swap and (cgroup.path / found.swap_limit_file).exists() and (found.v2 or limit is not None):
             (cgroup.path / found.swap_limit_file).write_text("0" if found.v2 else str(limit))
         elif not swap and _swap_total() > 0:
             raise OSError(0, f"swap is on and {found.swap_limit_file} is missing (the kernel accounts no swap)")
     except OSError as exc:
         with contextlib.suppress(OSError):
             cgroup.path.rmdir()
-        pytest.skip(f"cannot make a memory cgroup with a limit in {found.parent}: {exc.strerror}")
+        raise NoMemoryCgroup(f"cannot make a memory cgroup{' with a limit' if limit is not None else ''} in {found.parent}: {exc.strerror}") from exc
     sampler = threading.Thread(target=cgroup._sample, daemon=True)
     sampler.start()
     try:
