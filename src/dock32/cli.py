@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     # commands resolve a release through the module proxy, setup's install the build machine's tools.
     if args.command == "bump":
         try:
+            # bump fetches modules into the shared cache and reads them there: a prune must wait for it, as for a build.
+            cachedir.hold_in_use(loaded.settings)
             with stage(FetchError):
                 return bump_command(project, doit_args, loaded.settings)
         except Dock32Error as exc:

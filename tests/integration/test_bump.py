@@ -3,11 +3,14 @@ current release through the real proxy (skipped, with the reason, when that prox
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,6 +317,25 @@ def test_bump_rewrites_every_pin_from_the_proxy(releases: Releases) -> None:
     assert again.returncode == 0, again.stderr
     assert "no changes" in again.stdout
     assert (root / "buildcfg.yaml").read_text(encoding="utf-8") == after
+
+
+def test_a_bump_waits_for_a_prune_of_the_cache_it_fetches_into(releases: Releases) -> None:
+    lock_file = Path(releases.env["DOCK32_CACHE_DIR"]) / "locks" / "in-use.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as prune:
+        fcntl.flock(prune, fcntl.LOCK_EX)  # as `dock32 cache prune` holds it
+        bump = subprocess.Popen(
+            [sys.executable, "-m", "dock32.cli", "bump", "2.0.0", "--dry-run", "--project", str(releases.root)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **releases.env},
+        )
+        assert bump.stderr is not None
+        first = bump.stderr.readline()
+        time.sleep(1)
+        assert first == f"waiting for `dock32 cache prune` to finish with {lock_file.parent.parent}\n"
+        assert bump.poll() is None, "the bump went on while the prune held the cache"
+    stdout, stderr = bump.communicate(timeout=300)
+    assert bump.returncode == 0, stderr
+    assert "2.0.0" in stdout
 
 
 def test_known_broken_release_is_refused_unless_forced(releases: Releases) -> None:

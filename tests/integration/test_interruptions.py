@@ -167,7 +167,7 @@ def test_a_second_build_in_the_same_workspace_is_refused_naming_the_first(tiny) 
     paused_holding(first, root / "build" / ".lock")
     second = run_dock32(root, "build", env=env)
     first.send_signal(signal.SIGCONT)
-    assert second.returncode == 6
+    assert second.returncode == 75  # EX_TEMPFAIL: try again later
     assert second.stderr.strip() == (
         f"error: another build is running in {root / 'build'} (pid {first.pid}) "
         "(hint: wait for it to finish or stop it; a build with its own DOCK32_BUILD_DIR and DOCK32_DIST_DIR can run beside it)"
@@ -189,7 +189,7 @@ def test_a_second_build_writing_to_the_same_dist_folder_is_refused(tiny, tmp_pat
     paused_holding(first, root / "dist" / ".lock")
     second = run_dock32(root, "build", env={**env, "DOCK32_BUILD_DIR": str(tmp_path / "own-build")})
     first.send_signal(signal.SIGCONT)
-    assert second.returncode == 6
+    assert second.returncode == 75  # EX_TEMPFAIL: try again later
     assert f"error: another build is writing its packages to {root / 'dist'} (pid {first.pid})" in second.stderr
     _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr

@@ -55,6 +55,13 @@ class VerifyError(Dock32Error):
     exit_code = 8
 
 
+class BusyError(Dock32Error):
+    """Another dock32 process holds what this one needs (a workspace, a dist folder, the cache for a prune): nothing
+    failed, and the same command succeeds once it is done. 75 is sysexits.h's EX_TEMPFAIL, "try again later"."""
+
+    exit_code = 75
+
+
 class Interrupted(Dock32Error):
     """Ctrl-C or SIGTERM: the running commands were stopped and nothing half-written was kept."""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dock32.core import atomic, modes
 from dock32.core.diskspace import human_size
-from dock32.core.errors import BuildError, ConfigError, Dock32Error
+from dock32.core.errors import BusyError, ConfigError, Dock32Error
 from dock32.model.config import ArchiveSource, GoModuleSource
 from dock32.model.project import Project, load_project
 from dock32.model.settings import Settings
@@ -66,7 +66,7 @@ def _exclusive(settings: Settings) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BuildError(
+            raise BusyError(
                 f"a dock32 build is using the cache {settings.cache_dir} now; a prune could remove what it holds",
                 hint="run `dock32 cache prune` again when no build is running",
             ) from None

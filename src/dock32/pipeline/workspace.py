@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from dock32.core import modes, run
-from dock32.core.errors import BuildError
+from dock32.core.errors import BusyError
 
 # doit commands that only read the workspace; every other one may run tasks.
 READ_ONLY_COMMANDS = frozenset({"list", "help", "info", "dumpdb", "tabcompletion"})
@@ -51,7 +51,7 @@ def _lock(folder: Path, busy: str) -> None:
     except BlockingIOError:
         holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise BuildError(
+        raise BusyError(
             busy.format(folder=folder, holder=holder),
             hint="wait for it to finish or stop it; a build with its own DOCK32_BUILD_DIR and DOCK32_DIST_DIR can run beside it",
         ) from None
