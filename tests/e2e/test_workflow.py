@@ -1,8 +1,8 @@
 """The CI workflow users copy: actionlint accepts it, and its jobs' steps run here, on one target.
 
-A tiny local runner plays GitHub's part: `run:` steps go to bash in the checkout with the job's and step's
-environment and the first matrix entry; the actions it uses are emulated for what this workflow needs
-(checkout: nothing to do here; cache restore and save: their keys are worked out, hashFiles included, and
+The local runner of tests/workflow_runner.py plays GitHub's part: `run:` steps go to bash in the checkout with the
+job's and step's environment and the first matrix entry; the actions it uses are emulated for what this workflow
+needs (checkout: nothing to do here; cache restore and save: their keys are worked out, hashFiles included, and
 nothing is moved, since the cache is this machine's; upload/download-artifact: a local artifacts folder). The
 cache trim step runs with --dry-run: this machine's cache is shared with other checkouts. Step `if:`s are not
 evaluated (the steps that have one are emulated actions). The jobs run in a Debian 12 container as root, which
@@ -12,10 +12,8 @@ is what this machine is. A stand-in gh on PATH records the release upload instea
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,80 +29,12 @@ from dock32.model.layout import Layout
 from dock32.model.settings import settings_from_env
 from dock32.packaging.debs import build_deb, write_repository
 
+from ..workflow_runner import TRIM_STEP, expand, run_job
 from .conftest import CONFIG, DIST, ROOT, SETTINGS
 
 pytestmark = pytest.mark.e2e
 
 WORKFLOW = ROOT / ".github" / "workflows" / "build.yml"
-EMULATED_ACTIONS = {"actions/checkout", "actions/cache/restore", "actions/cache/save", "actions/upload-artifact", "actions/download-artifact"}
-TRIM_STEP = "trim-caches"  # its run: is `dock32 cache prune`; here with --dry-run
-
-
-def hash_files(workdir: Path, patterns: list[str]) -> str:
-    """A stand-in for GitHub's hashFiles(): one digest of the files the patterns match. A pattern that matches no
-    file fails, since GitHub would then hash nothing and the key would not follow that file."""
-    digest = hashlib.sha256()
-    for pattern in patterns:
-        # A trailing ** matches files at any depth there, as in GitHub's globs (Python's matches folders only).
-        found = sorted(p for p in workdir.glob(pattern + "/*" if pattern.endswith("**") else pattern) if p.is_file())
-        assert found, f"hashFiles: {pattern!r} matches no file in {workdir}"
-        for path in found:
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def expand(text: str, context: dict[str, str], workdir: Path | None = None) -> str:
-    """${{ name }} expressions of the workflow, from context (matrix.*, secrets.*, github.*, steps.*), and
-    hashFiles(...) over workdir."""
-
-    def value(match: re.Match[str]) -> str:
-        key = match.group(1).strip()
-        call = re.fullmatch(r"hashFiles\((.*)\)", key)
-        if call and workdir is not None:
-            return hash_files(workdir, re.findall(r"'([^']*)'", call.group(1)))
-        if key not in context:
-            raise AssertionError(f"the local runner has no value for ${{{{ {key} }}}}")
-        return context[key]
-
-    return re.sub(r"\$\{\{(.*?)\}\}", value, text)
-
-
-def run_job(job: dict[str, Any], context: dict[str, str], workdir: Path, artifacts: Path, tools: Path, env: dict[str, str]) -> None:
-    job_env = {k: expand(str(v), context) for k, v in (job.get("env") or {}).items()}
-    context = dict(context)
-    for step in job["steps"]:
-        if "uses" in step:
-            action = step["uses"].split("@")[0]
-            assert action in EMULATED_ACTIONS, f"the local runner cannot play {step['uses']}"
-            if action == "actions/checkout":
-                continue  # the checkout is here
-            inputs = {k: expand(str(v), context, workdir) for k, v in (step.get("with") or {}).items()}
-            if action == "actions/cache/restore":
-                # The cache is this machine's, all of it: a hit, with the key the step would have looked up.
-                context[f"steps.{step['id']}.outputs.cache-primary-key"] = inputs["key"]
-                context[f"steps.{step['id']}.outputs.cache-hit"] = "true"
-            elif action == "actions/upload-artifact":
-                if any(c in inputs["path"] for c in "*?["):
-                    (artifacts / inputs["name"]).mkdir()
-                    for found in sorted(workdir.glob(inputs["path"])):
-                        shutil.copy2(found, artifacts / inputs["name"] / found.name)
-                else:
-                    shutil.copytree(workdir / inputs["path"], artifacts / inputs["name"])
-            elif action == "actions/download-artifact":
-                pattern = inputs.get("pattern", "*")
-                for found in sorted(artifacts.glob(pattern)):
-                    shutil.copytree(found, workdir / inputs["path"] / found.name)
-            continue
-        step_env = {k: expand(str(v), context) for k, v in (step.get("env") or {}).items()}
-        script = expand(step["run"], context)
-        if step.get("id") == TRIM_STEP:
-            assert script.strip() == ".venv/bin/dock32 cache prune", script
-            script += " --dry-run"
-        result = subprocess.run(
-            ["bash", "-e", "-c", script], cwd=workdir, capture_output=True, text=True, check=False,
-            env={**os.environ, **env, **job_env, **step_env, "PATH": f"{tools}:{os.environ['PATH']}"},
-        )
-        assert result.returncode == 0, f"step {step.get('name', script)!r} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
 def stand_ins(folder: Path, log: Path) -> Path:
