@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 # Checks .github/workflows (tests/e2e/test_workflow.py); built from the Go module proxy into the venv.
 ACTIONLINT := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 
-.PHONY: setup test-tools build verify verify-sysvinit verify-i386-kernel test test-all lint bench clean
+.PHONY: setup test-tools build verify verify-sysvinit verify-i386-kernel test test-all lint bench bench-ci clean
 
 # Idempotent and quick when everything is there: pip only runs when an import
 # fails or dock32 is installed from another checkout; apt only for what is missing.
@@ -59,6 +59,12 @@ test-all: test-tools lint
 
 bench: setup
 	"$(PYTHON)" scripts/bench.py
+
+# A cold and a warm run of the CI workflow's build job (its first matrix entry), each in a fresh checkout with an
+# empty HOME, the caches moved between them as actions/cache would: each step's time and the caches' stored sizes
+# (root, Debian 12; scripts/ci_warm.py --help for stopping after a step).
+bench-ci: setup
+	"$(PYTHON)" scripts/ci_warm.py
 
 clean: setup
 	"$(PYTHON)" -m doit clean
