@@ -11,17 +11,19 @@ from pathlib import Path
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-# Peak resident memory of one task of each kind, in MiB, when a 32-bit go command and linker do the work (the
-# i386 box itself). Measured in an i386 Debian 12 under `setarch i686` (README, "Memory"; /usr/bin/time -v):
-# linking dockerd peaks at 898,236 kB in the linker alone, a cold `go build ./cmd/dockerd` at 907,328 kB (its
-# link again), the largest compile process near 300 MB, the whole `make build` at 927,320 kB. Around the linker
-# the go command stays alive holding the package graph: `go list -deps ./cmd/dockerd` peaked at 88,072 kB on amd64.
-DOCKERD_LINK = 900
-GO_COMMAND = 100
+# What one task of each kind needs resident, in MiB, when a 32-bit go command and linker do the work (the i386 box
+# itself): its anonymous memory and the part of the files it maps that it keeps using. Not its peak RSS: a Go link
+# maps the package objects of the build cache, which count in its RSS but which the kernel drops and reads again
+# when memory is short. Measured in memory cgroups without swap (README, "Memory"): linking dockerd for 386 with an
+# amd64 go peaks at 1,296 MB RSS but 351 MiB anonymous, takes as long under a 448 MiB limit as under none and is
+# OOM-killed under 384 MiB, so it needs about 450 MiB there, 450 / GO_64BIT_FACTOR here. buildx's link, the next
+# largest: 853 MB RSS, 230 MiB anonymous, unslowed under 320 MiB. The largest compile process peaks near 300 MB RSS
+# on i386; a cold `go build -p 1 ./cmd/dockerd` on amd64 peaked at 580 MiB anonymous, a compile and the go command.
+# The whole `make build` in an i386 root under a 1 GiB limit (one task, go -p 1, GOGC=50) peaked at 432 MiB.
+DOCKERD_LINK = 320
+GO_COMMAND = 100  # the go command, which stays alive around the compiles and the link holding the package graph
 COMPILE_PROCESS = 300  # one compile process; go build -p N runs up to N of them at once
-# The next largest link, buildx's: 853,812 kB on amd64 (containerd's 568,148 kB), two thirds of dockerd's there,
-# so about 600 MiB on i386 (scaled by GO_64BIT_FACTOR, not measured on i386).
-GO_LINK = 600
+GO_LINK = 230
 # What `xz -vv` says the data member's filter chain needs (--x86 --lzma2=preset=2,dict=64MiB: 418 MiB), and dpkg-deb.
 PACKAGE = 450
 C_COMPILE = 150  # tini through cmake and gcc: small
@@ -30,14 +32,14 @@ OTHER = 200  # fetch (go mod download), source, manifest (go version -m), sbom, 
 DOCK32_ITSELF = 100
 # Estimates are estimates: a choice fits when the estimated peak plus this share of it fits.
 MARGIN = 0.10
-# A 64-bit go command and linker use more: linking the same dockerd for 386 on amd64 peaked at 1,296,948 kB
+# A 64-bit go command and linker use more: linking the same dockerd for 386 on amd64 peaked at 1,296,948 kB RSS
 # against 907,328 kB on i386 (the same Go 1.26.8, the same tree and build cache), so Go's figures are scaled.
 GO_64BIT_FACTOR = 1.43
 # GC settings when memory is tight. They cost GC time and never change the output: Go's -p, GOGC and GOMEMLIMIT
 # only decide when the compiler and linker collect garbage and how many packages compile at once; the same dockerd
-# linked byte-identical with each. Measured on amd64, they barely lower the link's peak (GOGC=50 with
-# GOMEMLIMIT=300MiB: 1,246,852 kB against 1,296,948 kB), since most of what the linker holds is live: running
-# fewer tasks at once is what saves memory, and GOGC and GOMEMLIMIT only trim the rest.
+# linked byte-identical with each. They trim the link's anonymous peak a little (GOGC=50 with GOMEMLIMIT=824MiB:
+# 291 MiB against 335 MiB on amd64), since most of what the linker holds is live: running fewer tasks and compiles
+# at once is what saves memory.
 TIGHT_GOGC = 50
 MIN_GOMEMLIMIT = 256  # MiB: below it the GC would run without pause and save nothing
 # How many tasks run at once when memory allows: independent ones (two Go builds, two packages) side by side.
@@ -171,7 +173,12 @@ def choose(
             else:
                 reason = f"{where}; {most} at once would need about {size(need(most, cpus))}"
             return MemoryChoice(n, cpus, None, None, usable, reason, None)
-    # Not even the largest task alone at Go's defaults: one at a time, one compile at a time, and GC settings.
+    # One task at a time with fewer compiles at once, at Go's GC defaults, if that fits.
+    for go_procs in range(cpus - 1, 0, -1):
+        if need(1, go_procs) <= usable:
+            reason = f"{where}; {cpus} compiles at once would need about {size(need(1, cpus))}"
+            return MemoryChoice(1, go_procs, None, None, usable, reason, None)
+    # Not even the largest task alone with one compile at Go's defaults: one at a time, one compile, GC settings.
     gogc, limit = tight(1)
     worst = max(kinds, key=lambda kind: task_peak(kind, 1, bits))
     reason = f"{where}; {_KIND_WORDS.get(worst, worst)} alone needs about {size(need(1, 1, margin=0))}"

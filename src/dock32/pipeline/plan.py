@@ -16,6 +16,7 @@ from dock32.build import steps
 from dock32.checks import upgrade, upstream, verify_kernel
 from dock32.checks import verify as verify_module
 from dock32.core import memory as memory_kind
+from dock32.core.arch import Arch, build_machine_arch
 from dock32.core.errors import BuildError, Dock32Error, FetchError, PackageError, PatchError, ToolchainError, VerifyError
 from dock32.core.memory import MemoryChoice
 from dock32.model.config import BuildConfig, Component, DebPackage, GoBinary, GoModuleSource
@@ -353,9 +354,14 @@ def remove_folders(folders: tuple[Path, ...], dryrun: bool) -> None:
                 shutil.rmtree(folder)
 
 
-def memory_kinds(project: Project) -> tuple[str, ...]:
-    """The kind of each task of a build, as core.memory estimates their memory: dockerd's link is the largest."""
-    kinds = [memory_kind.TOOLCHAIN, memory_kind.SMALL]
+def memory_kinds(project: Project, build: Arch | None = None) -> tuple[str, ...]:
+    """The kind of each task of a build on the build machine (this one by default), as core.memory estimates their
+    memory: building Go from source only where no toolchain module is pinned for it (as toolchains/toolchain.py
+    decides), since make.bash compiles as many packages at once as there are CPUs."""
+    pin = project.toolchains.go.get(project.config.go_version)
+    platform = f"linux-{(build or build_machine_arch()).names.go}"
+    builds_go = pin is not None and platform not in pin.sums
+    kinds = [memory_kind.TOOLCHAIN if builds_go else memory_kind.SMALL, memory_kind.SMALL]
     for component in project.config.components:
         for binary in component.binaries:
             if isinstance(binary, GoBinary):
