@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-CGROUPS = Path("/sys/fs/cgroup")
+from dock32.core.memory import memory_cgroups
+
 SAMPLE_SECONDS = 0.2  # a link's peak lasts seconds
 
 
@@ -41,24 +42,13 @@ def _controller() -> Controller | str:
     """Where a child memory cgroup can be made below this process's own; or why none can."""
     if os.geteuid() != 0:
         return "making a memory cgroup needs root"
-    try:
-        memberships = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError as exc:
-        return f"cannot read /proc/self/cgroup: {exc.strerror}"
-    for line in memberships:
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            folder = CGROUPS / "memory" / path.lstrip("/")
-            if (folder / "memory.limit_in_bytes").exists():
-                return Controller(folder, v2=False)
-    for line in memberships:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            for root in (CGROUPS, CGROUPS / "unified"):
-                folder = root / path.lstrip("/")
-                control = folder / "cgroup.subtree_control"
-                if control.exists() and "memory" in control.read_text().split():
-                    return Controller(folder, v2=True)
+    for root, path, v2 in memory_cgroups():
+        folder = root / path.lstrip("/")
+        if not v2 and (folder / "memory.limit_in_bytes").exists():
+            return Controller(folder, v2=False)
+        control = folder / "cgroup.subtree_control"
+        if v2 and control.exists() and "memory" in control.read_text().split():
+            return Controller(folder, v2=True)
     return "no memory cgroup controller: neither cgroup v1's memory hierarchy nor a cgroup2 with memory in subtree_control"
 
 

@@ -219,23 +219,31 @@ def read_machine(proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgrou
             meminfo[name] = int(fields[0]) * 1024 if fields[1:] == ["kB"] else int(fields[0])
     available = meminfo.get("MemAvailable", meminfo.get("MemFree", 0))
     limits = []
-    try:
-        memberships = (proc / "self" / "cgroup").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        memberships = []
-    for line in memberships:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":  # v2: its own mount, or "unified" beside v1's
-            for root in (cgroups, cgroups / "unified"):
-                limits += _limits_up(root, path, "memory.max")
-        elif "memory" in controllers.split(","):
-            limits += _limits_up(cgroups / "memory", path, "memory.limit_in_bytes")
+    for root, path, v2 in memory_cgroups(proc, cgroups):
+        limits += _limits_up(root, path, "memory.max" if v2 else "memory.limit_in_bytes")
     limit = min(limits) if limits else None
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return MachineMemory(available, limit, meminfo.get("SwapFree", 0), cpus, struct.calcsize("P") * 8)
+
+
+def memory_cgroups(proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgroup")) -> list[tuple[Path, str, bool]]:
+    """Where this process's memory may be limited, from /proc/self/cgroup: (the hierarchy's mount, the process's
+    cgroup path in it, whether it is cgroup v2), v1's memory hierarchy first; none if that file cannot be read."""
+    try:
+        memberships = (proc / "self" / "cgroup").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found: list[tuple[Path, str, bool]] = []
+    for line in memberships:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            found.insert(0, (cgroups / "memory", path, False))
+        elif controllers == "":  # v2: its own mount, or "unified" beside v1's
+            found += [(cgroups, path, True), (cgroups / "unified", path, True)]
+    return found
 
 
 def _limits_up(root: Path, path: str, name: str) -> list[int]:
