@@ -15,6 +15,9 @@
 - packaging: dock32's packing of all .debs against plain `dpkg-deb -Zxz` (xz -6) of the same trees, and zstd.
   Targets: all packages <= 40 s, total size <= 1.05 x that of xz -6.
 
+- parallelism (only when asked for): dock32's cold build at its default settings against `--jobs 1`, in
+  alternating rounds: the measurement behind MAX_JOBS in dock32.core.memory.
+
 `scripts/bench.py build` or `scripts/bench.py packaging` runs one part; no argument runs both.
 """
 
@@ -115,6 +118,8 @@ def main() -> int:
         bench_build()
     if "packaging" in parts:
         bench_packaging()
+    if "parallelism" in parts:
+        bench_parallelism()
     return 0
 
 
@@ -192,7 +197,7 @@ def cold_seconds(dock32_round: Dock32Round) -> float:
     return dock32_round.cold
 
 
-def dock32_build(scratch: Path, *options: str) -> Dock32Round:
+def dock32_build(scratch: Path, *options: str, noop: bool = True) -> Dock32Round:
     """dock32 with a fresh build folder and Go build cache (module cache and downloaded trees shared): the cold build
     of the binaries, with its task times per kind, then the best of three no-op reruns of the whole build."""
     settings = load_project(ROOT).settings
@@ -205,9 +210,11 @@ def dock32_build(scratch: Path, *options: str) -> Dock32Round:
     env = {"DOCK32_CACHE_DIR": str(cache), "DOCK32_BUILD_DIR": str(scratch / "build"), "DOCK32_DIST_DIR": str(scratch / "dist")}
     # The binaries only: the plain side packs nothing.
     cold, report = dock32_json("build", "manifest", *options, env=env)
-    dock32("build", *options, env=env)
-    noop = min(dock32("build", *options, env=env) for _ in range(3))
-    return Dock32Round(cold, noop, breakdown.seconds_by_kind(report), cache_listing(dataclasses.replace(settings, cache_dir=cache)))
+    noop_seconds = float("nan")
+    if noop:
+        dock32("build", *options, env=env)
+        noop_seconds = min(dock32("build", *options, env=env) for _ in range(3))
+    return Dock32Round(cold, noop_seconds, breakdown.seconds_by_kind(report), cache_listing(dataclasses.replace(settings, cache_dir=cache)))
 
 
 def bench_build() -> None:
@@ -256,6 +263,21 @@ def bench_build() -> None:
         print(line)
     for line in cache_listing(load_project(ROOT).settings):
         print(line)
+
+
+def bench_parallelism() -> None:
+    """dock32's cold build at its default settings against one task at a time, in ROUNDS alternating rounds."""
+    settings = {"default": (), "--jobs 1": ("--jobs", "1")}
+    colds: dict[str, list[float]] = {label: [] for label in settings}
+    for round_number in range(1, ROUNDS + 1):
+        for label, options in settings.items():
+            print(f"round {round_number}/{ROUNDS}: dock32 build {label}, cold Go build cache ...", flush=True)
+            with tempfile.TemporaryDirectory(prefix="dock32-bench.") as scratch_name:
+                colds[label].append(dock32_build(Path(scratch_name), *options, noop=False).cold)
+    print()
+    print(f"{'dock32 build manifest (' + str(ROUNDS) + ' alternating rounds)':<44} {'min s':>9} {'spread s':>9}  rounds")
+    for label, seconds in colds.items():
+        print(f"{label:<44} {min(seconds):9.1f} {max(seconds) - min(seconds):9.1f}  {', '.join(f'{s:.1f}' for s in seconds)}")
 
 
 def small_box_settings() -> str:

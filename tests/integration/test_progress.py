@@ -150,3 +150,18 @@ def test_quiet_prints_errors_only(tiny) -> None:  # type: ignore[no-untyped-def]
     assert failed.returncode == 6
     assert failed.stdout == ""
     assert failed.stderr.startswith("error: compile:hello: ") and "Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize("slowest", ["hello", "cinit"])
+def test_the_compile_the_last_run_found_slowest_starts_first(tiny, slowest: str) -> None:  # type: ignore[no-untyped-def]
+    """doit starts ready tasks in the order of the build task's task_dep, which the plan ranks by the task times of
+    the last run (beside doit's database): with one task at a time, the slower compile starts first."""
+    root, env = tiny
+    other = "cinit" if slowest == "hello" else "hello"
+    times = root / "build" / ".doit-native32-i386.times.json"
+    times.parent.mkdir(parents=True, exist_ok=True)
+    times.write_text(json.dumps({"tasks": {f"compile:{slowest}": 300.0, f"compile:{other}": 3.0}, "started": {}}))
+    result = run_dock32(root, "build", "--jobs", "1", env=env)
+    assert result.returncode == 0, result.stderr
+    compiles = [name for name in re.findall(r"^\d\d:\d\d:\d\d start (\S+)$", result.stdout, re.M) if name.startswith("compile:")]
+    assert compiles == [f"compile:{slowest}", f"compile:{other}"], result.stdout

@@ -15,8 +15,8 @@ from dock32.model.flavour import Flavour
 from dock32.model.project import Project
 from dock32.model.settings import settings_from_env
 from dock32.model.stages import uptodate_slice
-from dock32.packaging.debs import deb_filename, package_version
-from dock32.pipeline.plan import PlannedTask, plan_build
+from dock32.packaging.debs import XZ_DATA_FILTERS, deb_filename, package_version
+from dock32.pipeline.plan import PlannedTask, compile_order, plan_build
 from dock32.pipeline.tasks import doit_tasks
 from dock32.sources.patches import read_series
 
@@ -36,7 +36,7 @@ def test_every_binary_has_a_compile_task_writing_build_target_bin(planned) -> No
     assert {t.split(":", 1)[1] for t in tasks if t.startswith("compile:")} == binaries
     assert tasks["compile:dockerd"].targets == (settings.build_dir / "native32-i386" / "bin" / "dockerd",)
     assert set(tasks["manifest"].file_dep) >= {settings.build_dir / "native32-i386" / "bin" / b for b in binaries}
-    assert tasks["build"].task_dep == ("manifest",)
+    assert tasks["build"].task_dep[-1] == "manifest"
 
 
 def test_the_manifest_follows_the_patched_trees(planned) -> None:  # type: ignore[no-untyped-def]
@@ -53,6 +53,44 @@ def test_compile_depends_on_its_own_component_only(planned) -> None:  # type: ig
     dockerd = tasks["compile:dockerd"]
     assert settings.build_dir / "native32-i386" / "src" / "engine" / ".dock32-prepared" in dockerd.file_dep
     assert not any("runc" in str(p) for p in dockerd.file_dep)
+
+
+def test_a_components_binaries_compile_one_after_another(planned) -> None:  # type: ignore[no-untyped-def]
+    """They share most packages: in turn, the later ones find them in the Go build cache."""
+    _, _, tasks = planned
+    assert tasks["compile:containerd"].task_dep == ()
+    assert tasks["compile:containerd-shim-runc-v2"].task_dep == ("compile:containerd",)
+    assert tasks["compile:ctr"].task_dep == ("compile:containerd-shim-runc-v2",)
+    assert tasks["compile:docker-proxy"].task_dep == ("compile:dockerd",)
+    assert tasks["compile:runc"].task_dep == ()
+
+
+def test_compiles_start_longest_first_by_the_guess_without_history(planned) -> None:  # type: ignore[no-untyped-def]
+    config, _, tasks = planned
+    order = tasks["build"].task_dep[:-1]
+    assert order == tasks["manifest"].task_dep
+    assert sorted(order) == sorted(f"compile:{b.name}" for c in config.components for b in c.binaries)
+    assert order[:2] == ("compile:dockerd", "compile:docker-proxy")  # the largest link first, its component after it
+    assert order[2:5] == ("compile:containerd", "compile:containerd-shim-runc-v2", "compile:ctr")  # three Go builds
+    assert order[-1] == "compile:docker-init"  # C, seconds
+
+
+def test_compiles_start_in_the_order_the_last_run_timed(tmp_path: Path) -> None:
+    config = load_config(ROOT / "buildcfg.yaml")
+    settings = settings_from_env(ROOT, env={"DOCK32_CACHE_DIR": str(tmp_path / "cache"), "DOCK32_BUILD_DIR": str(tmp_path / "build")})
+    earlier = {"compile:docker-buildx": 122.0, "compile:dockerd": 100.0, "compile:docker-proxy": 1.0, "compile:docker-compose": 70.0}
+    tasks = {t.task_id: t for t in plan_build(Project.of(config, load_toolchains(ROOT / "toolchains"), settings), earlier=earlier)}
+    order = tasks["build"].task_dep
+    # buildx's 122 s beats engine's 101 s; containerd's three untimed Go builds are guessed at 150 s in all.
+    assert order[:4] == ("compile:containerd", "compile:containerd-shim-runc-v2", "compile:ctr", "compile:docker-buildx")
+    assert order[4:6] == ("compile:dockerd", "compile:docker-proxy")
+    assert order.index("compile:docker-compose") == 6
+
+
+def test_compile_order_ranks_chains_and_keeps_ties_in_config_order() -> None:
+    chains = [[("compile:a", 10.0)], [("compile:b", 5.0), ("compile:c", 5.0)], [("compile:d", 10.0)], [("compile:e", 1.0)]]
+    assert compile_order(chains, {}) == ("compile:a", "compile:b", "compile:c", "compile:d", "compile:e")
+    assert compile_order(chains, {"compile:e": 30.0, "compile:a": 2.0}) == ("compile:e", "compile:b", "compile:c", "compile:d", "compile:a")
 
 
 def test_source_task_depends_on_every_patch_file(planned) -> None:  # type: ignore[no-untyped-def]
@@ -134,7 +172,7 @@ def test_package_tasks_depend_on_their_binaries_and_trees(tmp_path: Path) -> Non
     assert bin_dir / "docker" in cli.file_dep  # the completions are made by running it
     repository = tasks["repository"]
     assert set(repository.file_dep) >= {t.targets[0] for i, t in tasks.items() if i.startswith("package:")}
-    assert tasks["build"].task_dep == ("repository",)
+    assert tasks["build"].task_dep[-1] == "repository"
 
 
 @pytest.fixture
@@ -179,6 +217,13 @@ def test_a_release_version_change_repacks_and_relinks_nothing(planned_with_packa
     changed = {task_id for task_id, task in before.items() if after[task_id].config != task.config}
     assert {t for t in before if t.startswith(("package:", "sbom:"))} | {"manifest", "repository"} <= changed
     assert not {t for t in changed if t.startswith(("toolchain", "fetch:", "source:", "compile:"))}
+
+
+def test_the_packages_check_sees_how_their_data_is_compressed(planned_with_packages) -> None:  # type: ignore[no-untyped-def]
+    """A dock32 that compresses differently packs again: the filters are part of what the check hashes."""
+    config, _, plan = planned_with_packages
+    packages = {task_id: task for task_id, task in plan(config).items() if task_id.startswith("package:")}
+    assert packages and all(task.config["xz_filters"] == list(XZ_DATA_FILTERS) for task in packages.values())
 
 
 def test_locations_stay_out_of_the_check(tmp_path: Path, planned_with_packages) -> None:  # type: ignore[no-untyped-def]

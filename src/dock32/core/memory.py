@@ -24,7 +24,7 @@ DOCKERD_LINK = 320
 GO_COMMAND = 100  # the go command, which stays alive around the compiles and the link holding the package graph
 COMPILE_PROCESS = 300  # one compile process; go build -p N runs up to N of them at once
 GO_LINK = 230
-# What `xz -vv` says the data member's filter chain needs (--x86 --lzma2=preset=2,dict=64MiB: 418 MiB), and dpkg-deb.
+# What `xz -vv` says the data member's filter chain needs (--x86 --lzma2=preset=1,dict=64MiB: 418 MiB), and dpkg-deb.
 PACKAGE = 450
 C_COMPILE = 150  # tini through cmake and gcc: small
 OTHER = 200  # fetch (go mod download), source, manifest (go version -m), sbom, repository

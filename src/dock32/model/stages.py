@@ -129,6 +129,7 @@ class PackageInput(_BuiltFields):
     release: Release  # the changelog names the release; its date is every timestamp
     flavour: Flavour
     components: tuple[Component, ...]  # versions for the version and relations, licences for the copyright
+    xz_filters: tuple[str, ...]  # how the data member is compressed (xz): packed again when dock32 changes them
     layout: Layout = where()
     output: Path = where()
 

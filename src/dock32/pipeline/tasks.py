@@ -99,7 +99,7 @@ GROUP_DOCS = {
 def doit_tasks(project: Project, memory: MemoryChoice | None = None) -> Iterator[dict[str, Any]]:
     """memory: the run's choice (the reporter's, reporter_for), whose Go settings the compiles get."""
     config, settings = project.config, project.settings
-    planned = plan_build(project, memory)
+    planned = plan_build(project, memory, earlier=progress.load_history(times_file(settings, config.target)))
     for basename in sorted({t.basename for t in planned if t.name}):
         yield {"basename": basename, "name": None, "doc": GROUP_DOCS.get(basename, "")}
     for task in planned:
