@@ -16,7 +16,7 @@ from dock32.model.project import Project
 from dock32.model.settings import settings_from_env
 from dock32.model.stages import uptodate_slice
 from dock32.packaging.debs import XZ_DATA_FILTERS, deb_filename, package_version
-from dock32.pipeline.plan import PlannedTask, compile_order, plan_build
+from dock32.pipeline.plan import PlannedTask, plan_build
 from dock32.pipeline.tasks import doit_tasks
 from dock32.sources.patches import read_series
 
@@ -66,6 +66,8 @@ def test_a_components_binaries_compile_one_after_another(planned) -> None:  # ty
 
 
 def test_compiles_start_longest_first_by_the_guess_without_history(planned) -> None:  # type: ignore[no-untyped-def]
+    """doit starts a task once what it waits for is done: the trees are prepared one after another, longest
+    component first, so the compiles become ready in that order."""
     config, _, tasks = planned
     order = tasks["build"].task_dep[:-1]
     assert order == tasks["manifest"].task_dep
@@ -73,6 +75,10 @@ def test_compiles_start_longest_first_by_the_guess_without_history(planned) -> N
     assert order[:2] == ("compile:dockerd", "compile:docker-proxy")  # the largest link first, its component after it
     assert order[2:5] == ("compile:containerd", "compile:containerd-shim-runc-v2", "compile:ctr")  # three Go builds
     assert order[-1] == "compile:docker-init"  # C, seconds
+    assert tasks["source:engine"].task_dep == ()
+    assert tasks["source:containerd"].task_dep == ("source:engine",)
+    assert tasks["source:cli"].task_dep == ("source:containerd",)
+    assert tasks["source:tini"].task_dep == ("source:compose",)
 
 
 def test_compiles_start_in_the_order_the_last_run_timed(tmp_path: Path) -> None:
@@ -81,16 +87,12 @@ def test_compiles_start_in_the_order_the_last_run_timed(tmp_path: Path) -> None:
     earlier = {"compile:docker-buildx": 122.0, "compile:dockerd": 100.0, "compile:docker-proxy": 1.0, "compile:docker-compose": 70.0}
     tasks = {t.task_id: t for t in plan_build(Project.of(config, load_toolchains(ROOT / "toolchains"), settings), earlier=earlier)}
     order = tasks["build"].task_dep
-    # buildx's 122 s beats engine's 101 s; containerd's three untimed Go builds are guessed at 150 s in all.
+    # containerd's three untimed Go builds are guessed at 150 s in all; buildx's 122 s beats engine's 101 s.
     assert order[:4] == ("compile:containerd", "compile:containerd-shim-runc-v2", "compile:ctr", "compile:docker-buildx")
     assert order[4:6] == ("compile:dockerd", "compile:docker-proxy")
     assert order.index("compile:docker-compose") == 6
-
-
-def test_compile_order_ranks_chains_and_keeps_ties_in_config_order() -> None:
-    chains = [[("compile:a", 10.0)], [("compile:b", 5.0), ("compile:c", 5.0)], [("compile:d", 10.0)], [("compile:e", 1.0)]]
-    assert compile_order(chains, {}) == ("compile:a", "compile:b", "compile:c", "compile:d", "compile:e")
-    assert compile_order(chains, {"compile:e": 30.0, "compile:a": 2.0}) == ("compile:e", "compile:b", "compile:c", "compile:d", "compile:a")
+    assert tasks["source:containerd"].task_dep == () and tasks["source:buildx"].task_dep == ("source:containerd",)
+    assert tasks["source:engine"].task_dep == ("source:buildx",)
 
 
 def test_source_task_depends_on_every_patch_file(planned) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def plan_build(project: Project, memory: MemoryChoice | None = None, earlier: Ma
     repository; then the checks that are run only when asked for (verify, test-upstream). memory: the run's go -p,
     GOGC and GOMEMLIMIT for the compiles (none: Go's defaults), given to their actions and not to their inputs,
     since they change no output and must not make a rebuild. earlier: each task's seconds in the last run that ran
-    it, which decide the order the compiles start in (compile_order) and nothing else."""
+    it, which decide the order the compiles start in (rank_components) and nothing else."""
     config, toolchains, settings, layout = project.config, project.toolchains, project.settings, project.layout
     packages, upstream_suites = project.packages, project.upstream_suites
     toolchain = ToolchainInput(
@@ -88,12 +89,12 @@ def plan_build(project: Project, memory: MemoryChoice | None = None, earlier: Ma
         )
     ]
     compile_targets: list[Path] = []
-    chains: list[list[tuple[str, float]]] = []
     for component in config.components:
         tasks += _component_tasks(config, component, settings, layout, memory)
         compile_targets += [layout.binary(b.name) for b in component.binaries]
-        chains.append([(f"compile:{b.name}", _compile_guess(b)) for b in component.binaries])
-    compiles_first = compile_order(chains, earlier or {})
+    ranked = rank_components(config.components, earlier or {})
+    tasks = _in_rank_order(tasks, ranked)
+    compiles_first = tuple(f"compile:{b.name}" for c in ranked for b in c.binaries)
     manifest = ManifestInput(
         release=config.release,
         target=config.target,
@@ -154,21 +155,25 @@ def plan_build(project: Project, memory: MemoryChoice | None = None, earlier: Ma
 GUESSED_SECONDS = {memory_kind.DOCKERD: 150.0, memory_kind.GO: 50.0, memory_kind.C: 1.0}
 
 
-def _compile_guess(binary: Binary) -> float:
-    return GUESSED_SECONDS[_binary_kind(binary)]
+def rank_components(components: tuple[Component, ...], earlier: Mapping[str, float]) -> tuple[Component, ...]:
+    """The components in the order their compiles are to start: the longest first, by the seconds their compiles
+    took in the last run here that ran them, else by GUESSED_SECONDS; ties in config order. With two tasks at a
+    time, a large link left for last runs alone on one core while the other waits (measured: dockerd's 90 s alone
+    at the end of a cold build on 2 cores)."""
+    def seconds(component: Component) -> float:
+        return sum(earlier.get(f"compile:{b.name}", GUESSED_SECONDS[_binary_kind(b)]) for b in component.binaries)
+
+    order = sorted(range(len(components)), key=lambda i: (-seconds(components[i]), i))
+    return tuple(components[i] for i in order)
 
 
-def compile_order(chains: list[list[tuple[str, float]]], earlier: Mapping[str, float]) -> tuple[str, ...]:
-    """The compile tasks in the order doit is to start them, given each component's compiles (task, guessed
-    seconds) in the order they run: the longest chains first, by the seconds each compile took last time here or
-    else by the guess, ties in config order. doit starts ready tasks in the order of the selected task's task_dep
-    and would otherwise follow its file_dep, a set: a large link left for last runs alone on one core while the
-    other waits (measured: dockerd's 90 s alone at the end of a cold build on 2 cores)."""
-    def seconds(chain: list[tuple[str, float]]) -> float:
-        return sum(earlier.get(task, guess) for task, guess in chain)
-
-    ranked = sorted(range(len(chains)), key=lambda i: (-seconds(chains[i]), i))
-    return tuple(task for i in ranked for task, _ in chains[i])
+def _in_rank_order(tasks: list[PlannedTask], ranked: tuple[Component, ...]) -> list[PlannedTask]:
+    """Each component's source task made to follow the one of the component ranked before it. doit starts a task
+    as soon as the tasks it waits for are done, in no set order (its runner keeps a task's dependents in a set),
+    so the order the compiles start in is the order their trees are ready. Preparing a tree takes about a second
+    from the cache; its output does not change, and neither does its up-to-date check (task_dep is outside it)."""
+    follows = {f"source:{later.name}": f"source:{earlier.name}" for earlier, later in itertools.pairwise(ranked)}
+    return [dataclasses.replace(t, task_dep=(*t.task_dep, follows[t.task_id])) if t.task_id in follows else t for t in tasks]
 
 
 def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> list[PlannedTask]:
