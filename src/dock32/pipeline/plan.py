@@ -94,6 +94,8 @@ def plan_build(project: Project, memory: MemoryChoice | None = None, earlier: Ma
         compile_targets += [layout.binary(b.name) for b in component.binaries]
     ranked = rank_components(config.components, earlier or {})
     tasks = _in_rank_order(tasks, ranked)
+    # The manifest and the build list the compiles in that order too: what a run will do is listed (and its
+    # progress counted) in the order it happens.
     compiles_first = tuple(f"compile:{b.name}" for c in ranked for b in c.binaries)
     manifest = ManifestInput(
         release=config.release,
