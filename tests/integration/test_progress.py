@@ -154,8 +154,8 @@ def test_quiet_prints_errors_only(tiny) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("slowest", ["hello", "cinit"])
 def test_the_compile_the_last_run_found_slowest_starts_first(tiny, slowest: str) -> None:  # type: ignore[no-untyped-def]
-    """doit starts ready tasks in the order of the build task's task_dep, which the plan ranks by the task times of
-    the last run (beside doit's database): with one task at a time, the slower compile starts first."""
+    """The plan ranks the components by the task times of the last run (beside doit's database) and prepares their
+    trees in that order, so through real doit, one task at a time, the compile found slower starts first."""
     root, env = tiny
     other = "cinit" if slowest == "hello" else "hello"
     times = root / "build" / ".doit-native32-i386.times.json"
