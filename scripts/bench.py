@@ -110,8 +110,15 @@ def cache_listing(settings: Settings) -> list[str]:
     return cachedir.listing(settings, cachedir.entries(settings))
 
 
+PARTS = ("build", "packaging", "parallelism")
+
+
 def main() -> int:
     parts = sys.argv[1:] or ["build", "packaging"]
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown:
+        print(f"error: scripts/bench.py: no part named {', '.join(unknown)}: one of {', '.join(PARTS)}", file=sys.stderr)
+        return 2
     print("preparing: a normal `dock32 build` so that sources, modules and binaries are in place ...", flush=True)
     dock32("build", env={})
     if "build" in parts:
