@@ -5,12 +5,11 @@ Tests read this plan directly; tasks.py hands it to doit.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +121,9 @@ def plan_build(project: Project, memory: MemoryChoice | None = None, earlier: Ma
                 *(layout.prepared_stamp(c.name) for c in config.components),
             ),
             targets=(layout.manifest,),
+            task_dep=compiles_first,
         )
     )
-    tasks[-1] = dataclasses.replace(tasks[-1], task_dep=compiles_first)
     if packages:
         tasks += _package_tasks(config, packages, settings, layout)
     for suite in upstream_suites:
@@ -175,7 +174,7 @@ def _in_rank_order(tasks: list[PlannedTask], ranked: tuple[Component, ...]) -> l
     so the order the compiles start in is the order their trees are ready. Preparing a tree takes about a second
     from the cache; its output does not change, and neither does its up-to-date check (task_dep is outside it)."""
     follows = {f"source:{later.name}": f"source:{earlier.name}" for earlier, later in itertools.pairwise(ranked)}
-    return [dataclasses.replace(t, task_dep=(*t.task_dep, follows[t.task_id])) if t.task_id in follows else t for t in tasks]
+    return [replace(t, task_dep=(*t.task_dep, follows[t.task_id])) if t.task_id in follows else t for t in tasks]
 
 
 def _package_tasks(config: BuildConfig, packages: tuple[DebPackage, ...], settings: Settings, layout: Layout) -> list[PlannedTask]:
@@ -350,13 +349,12 @@ def _component_tasks(config: BuildConfig, component: Component, settings: Settin
                 file_dep=(layout.prepared_stamp(component.name), layout.toolchain_record),
                 targets=(compiled.output,),
                 clean=(compiled.work,) if not go_source else (),
+                # One component's binaries compile one after another: they share most of their packages, which the
+                # later ones then find in the Go build cache; side by side each would compile them (containerd, ctr
+                # and the shim: 131 s of task time at once, 47 s in turn, measured on 2 cores).
+                task_dep=(previous,) if previous else (),
             )
         )
-        # One component's binaries compile one after another: they share most of their packages, which the later
-        # ones then find in the Go build cache; side by side each would compile them (containerd, ctr and the shim:
-        # 131 s of task time at once, 47 s in turn, measured on 2 cores).
-        if previous is not None:
-            tasks[-1] = dataclasses.replace(tasks[-1], task_dep=(previous,))
         previous = tasks[-1].task_id
     return tasks
 
@@ -370,6 +368,7 @@ def _staged(
     file_dep: tuple[Path, ...] = (),
     targets: tuple[Path, ...] = (),
     clean: tuple[Path, ...] = (),
+    task_dep: tuple[str, ...] = (),
 ) -> PlannedTask:
     """A task (basename, name, doc) of a stage whose failures are of `kind`, whose action is given its stage input
     and the machine's settings and nothing else, and whose up-to-date check sees that same input: what the action
@@ -385,6 +384,7 @@ def _staged(
         targets=targets,
         config=uptodate_slice(inputs),
         clean=clean,
+        task_dep=task_dep,
     )
 
 
